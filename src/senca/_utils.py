@@ -1,0 +1,73 @@
+"""Small helpers shared across senca: seeding, safe writes into AnnData, input checks."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import MutableMapping
+
+import numpy as np
+
+
+def set_seed(seed: int | None) -> None:
+    """Seed every random source senca uses: Python, numpy, torch and scvi-tools/Lightning.
+
+    ``None`` leaves the generators untouched.
+    """
+    if seed is None:
+        return
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        return
+    torch.manual_seed(seed)
+    try:  # scvi.settings.seed also seeds Lightning; only import scvi if it is already loaded
+        import sys
+
+        if "scvi" in sys.modules:
+            sys.modules["scvi"].settings.seed = seed
+    except Exception:  # noqa: BLE001 - seeding must never fail because of a settings quirk
+        pass
+
+
+def check_key_free(mapping: MutableMapping, key: str, where: str, overwrite: bool) -> None:
+    """Raise if ``key`` already exists in ``mapping`` (e.g. ``adata.obs``) and ``overwrite`` is False.
+
+    Parameters
+    ----------
+    mapping
+        ``adata.obs``, ``adata.obsm``, ``adata.uns`` ... anything with ``in``.
+    key
+        Key about to be written.
+    where
+        Human-readable location used in the message, e.g. ``"adata.obs"``.
+    overwrite
+        Whether replacing an existing key is allowed.
+    """
+    if not overwrite and key in mapping:
+        raise ValueError(
+            f"{where}[{key!r}] already exists. Pass overwrite=True to replace it, or choose another key_added."
+        )
+
+
+def get_rep(adata, use_rep: str) -> np.ndarray:
+    """Return ``adata.obsm[use_rep]`` (or ``adata.X`` for ``"X"``) as a dense float array, with a clear error."""
+    if use_rep == "X":
+        x = adata.X
+    elif use_rep in adata.obsm:
+        x = adata.obsm[use_rep]
+    else:
+        raise KeyError(
+            f"adata.obsm[{use_rep!r}] not found (available: {sorted(adata.obsm.keys())}). "
+            "Compute the representation first, e.g. adata.obsm['X_senca'] = model.get_latent_representation()."
+        )
+    if hasattr(x, "toarray"):
+        x = x.toarray()
+    x = np.asarray(x, dtype=np.float64)
+    if not np.isfinite(x).all():
+        raise ValueError(f"{use_rep!r} contains NaN or infinite values; remove or impute those spots first.")
+    return x
