@@ -1,0 +1,170 @@
+"""Neighbourhood mini-batches: each spot of a batch comes with the rows of its k spatial neighbours."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scvi.data import AnnDataManager
+from scvi.data._utils import registry_key_to_default_dtype
+from scvi.dataloaders import AnnDataLoader, DataSplitter
+
+from ._constants import REGISTRY_KEYS, neighbor_key
+
+DEFAULT_GATHER_KEYS: tuple[str, ...] = (REGISTRY_KEYS.X_KEY, REGISTRY_KEYS.IMAGE_KEY)
+
+
+class _RowBank:
+    """Row-gatherable view of one registered array; sparse data stays sparse (memory O(nnz))."""
+
+    def __init__(self, data, key: str):
+        if hasattr(data, "to_numpy") and not sp.issparse(data):  # pandas DataFrame in obsm
+            data = data.to_numpy()
+        if sp.issparse(data):
+            data = data.tocsr() if data.format != "csr" else data
+            self.sparse = True
+        elif isinstance(data, np.ndarray):
+            self.sparse = False
+        else:  # backed / lazy arrays: index with sorted unique rows below
+            self.sparse = False
+        self.data = data
+        self.key = key
+        self.n_obs = data.shape[0]
+        self.row_shape = tuple(data.shape[1:])
+
+    def gather(self, rows: np.ndarray) -> np.ndarray:
+        """Dense float32 array ``(len(rows), *row_shape)``; only these rows are densified."""
+        uniq, inverse = np.unique(rows, return_inverse=True)
+        block = self.data[uniq]
+        if sp.issparse(block):
+            block = block.toarray()
+        elif not isinstance(block, np.ndarray):
+            block = block.toarray() if hasattr(block, "toarray") else np.asarray(block)
+        return np.asarray(block, dtype=np.float32)[inverse]
+
+
+class NeighborhoodDataLoader(AnnDataLoader):
+    """An :class:`~scvi.dataloaders.AnnDataLoader` whose batches also carry every spot's neighbourhood.
+
+    The registered neighbour index (registry key ``neighbor_key``; ``(n_obs, k)`` row numbers, the
+    spot itself in column 0) is returned as an int64 tensor ``(B, k)``, and for every registry key in
+    ``gather_keys`` the rows of the k neighbours are gathered from the *whole* registered array into
+    ``batch[senca.data.neighbor_key(key)]`` of shape ``(B, k, *feature_shape)`` (float32). Sparse counts
+    stay sparse in memory; only the gathered rows are densified, so memory is ``O(n_obs * k)`` plus one
+    batch, never ``n_obs x n_obs``. Because the arrays come from this loader's own ``adata_manager``,
+    the same code serves training, inference and query AnnData.
+
+    Parameters
+    ----------
+    adata_manager
+        Manager of an AnnData set up by a senca model (or any manager that registers ``neighbor_key``).
+    indices
+        Rows to iterate over (neighbours may lie outside them: they are read from all rows).
+    batch_size
+        Spots per minibatch.
+    shuffle
+        Shuffle the rows every epoch (uses torch's global generator, so a seed makes it reproducible).
+    neighbor_key
+        Registry key of the neighbour index.
+    gather_keys
+        Registry keys whose neighbour rows are gathered; keys that are not registered are skipped.
+        Defaults to the class attribute :attr:`gather_keys` (counts and histology features).
+    data_and_attributes
+        As in :class:`~scvi.dataloaders.AnnDataLoader`; by default every registered key, with the
+        neighbour index loaded as int64.
+    **kwargs
+        Passed to :class:`~scvi.dataloaders.AnnDataLoader`.
+
+    Examples
+    --------
+    >>> import senca
+    >>> from senca.data import NeighborhoodDataLoader, REGISTRY_KEYS, neighbor_key
+    >>> adata = senca.datasets.synthetic(n_spots=200, seed=0)
+    >>> senca.model.SENCA.setup_anndata(adata, image_key="X_histology")
+    >>> manager = senca.model.SENCA._get_most_recent_anndata_manager(adata)
+    >>> batch = next(iter(NeighborhoodDataLoader(manager, batch_size=32)))
+    >>> tuple(batch[neighbor_key(REGISTRY_KEYS.X_KEY)].shape)
+    (32, 6, 200)
+    """
+
+    gather_keys: tuple[str, ...] = DEFAULT_GATHER_KEYS
+
+    def __init__(
+        self,
+        adata_manager: AnnDataManager,
+        indices: Sequence[int] | np.ndarray | None = None,
+        batch_size: int = 128,
+        shuffle: bool = False,
+        neighbor_key: str = REGISTRY_KEYS.NEIGHBOR_KEY,
+        gather_keys: Iterable[str] | None = None,
+        data_and_attributes: list[str] | dict | None = None,
+        **kwargs,
+    ):
+        registered = list(adata_manager.data_registry.keys())
+        if neighbor_key not in registered:
+            raise KeyError(
+                f"Registry key {neighbor_key!r} (the neighbour index) is not registered with this AnnData; "
+                "set the data up with the model's setup_anndata first."
+            )
+        if data_and_attributes is None:
+            data_and_attributes = {k: registry_key_to_default_dtype(k) for k in registered}
+        elif isinstance(data_and_attributes, (list, tuple)):
+            data_and_attributes = {k: registry_key_to_default_dtype(k) for k in data_and_attributes}
+        data_and_attributes = dict(data_and_attributes)
+        data_and_attributes[neighbor_key] = np.int64
+        super().__init__(
+            adata_manager,
+            indices=indices,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            data_and_attributes=data_and_attributes,
+            **kwargs,
+        )
+        self.neighbor_key = neighbor_key
+        gather_keys = self.gather_keys if gather_keys is None else tuple(gather_keys)
+        self.banks = {k: _RowBank(adata_manager.get_from_registry(k), k) for k in gather_keys if k in registered}
+        nbr = np.asarray(adata_manager.get_from_registry(neighbor_key))
+        n_obs = adata_manager.adata.n_obs
+        if nbr.ndim != 2 or nbr.shape[0] != n_obs:
+            raise ValueError(f"The neighbour index must have shape (n_obs, k) = ({n_obs}, k); got {nbr.shape}.")
+        if nbr.min() < 0 or nbr.max() >= n_obs or not np.array_equal(nbr[:, 0], np.arange(n_obs)):
+            raise ValueError(
+                "The neighbour index does not match this AnnData (out-of-range rows, or column 0 is not the "
+                "spot itself): it is stale, e.g. the data were subset after setup. Call the model's "
+                "setup_anndata on this AnnData again."
+            )
+        self.n_neighbors = nbr.shape[1]
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        for batch in super().__iter__():
+            idx = batch[self.neighbor_key].long()
+            batch[self.neighbor_key] = idx
+            flat = idx.reshape(-1).cpu().numpy()
+            for key, bank in self.banks.items():
+                rows = torch.from_numpy(bank.gather(flat))
+                batch[neighbor_key(key)] = rows.reshape(*idx.shape, *bank.row_shape)
+            yield batch
+
+
+class NeighborhoodDataSplitter(DataSplitter):
+    """:class:`~scvi.dataloaders.DataSplitter` whose train/validation/test loaders are neighbourhood loaders.
+
+    The split is drawn with ``scvi.settings.seed``, so a seeded run splits identically. Extra keyword
+    arguments (``neighbor_key``, ``gather_keys``, ``batch_size``...) reach :class:`NeighborhoodDataLoader`.
+
+    Examples
+    --------
+    >>> import senca
+    >>> from senca.data import NeighborhoodDataSplitter
+    >>> adata = senca.datasets.synthetic(n_spots=200, seed=0)
+    >>> senca.model.SENCA.setup_anndata(adata)
+    >>> manager = senca.model.SENCA._get_most_recent_anndata_manager(adata)
+    >>> splitter = NeighborhoodDataSplitter(manager, train_size=0.9, batch_size=64)
+    >>> splitter.setup()
+    >>> len(splitter.train_idx)
+    180
+    """
+
+    data_loader_cls = NeighborhoodDataLoader
