@@ -8,6 +8,7 @@ from typing import NamedTuple
 class _RegistryKeys(NamedTuple):
     X_KEY: str = "X"  # raw counts (same string as scvi.REGISTRY_KEYS.X_KEY)
     IMAGE_KEY: str = "image"  # per-spot histology feature vector (obsm)
+    EXPRESSION_KEY: str = "expression"  # optional precomputed expression representation (obsm), e.g. PCA
     NEIGHBOR_KEY: str = "neighbors"  # (n_obs, k) neighbour index (obsm), the spot itself in column 0
     BATCH_KEY: str = "batch"  # same string as scvi.REGISTRY_KEYS.BATCH_KEY
     LABELS_KEY: str = "labels"  # same string as scvi.REGISTRY_KEYS.LABELS_KEY

@@ -13,7 +13,7 @@ from scvi.dataloaders import AnnDataLoader, DataSplitter
 
 from ._constants import REGISTRY_KEYS, neighbor_key
 
-DEFAULT_GATHER_KEYS: tuple[str, ...] = (REGISTRY_KEYS.X_KEY, REGISTRY_KEYS.IMAGE_KEY)
+DEFAULT_GATHER_KEYS: tuple[str, ...] = (REGISTRY_KEYS.X_KEY, REGISTRY_KEYS.IMAGE_KEY, REGISTRY_KEYS.EXPRESSION_KEY)
 
 
 class _RowBank:
@@ -70,7 +70,8 @@ class NeighborhoodDataLoader(AnnDataLoader):
         Registry key of the neighbour index.
     gather_keys
         Registry keys whose neighbour rows are gathered; keys that are not registered are skipped.
-        Defaults to the class attribute :attr:`gather_keys` (counts and histology features).
+        Defaults to the class attribute :attr:`gather_keys` (counts, histology features and a
+        precomputed expression representation, where registered).
     data_and_attributes
         As in :class:`~scvi.dataloaders.AnnDataLoader`; by default every registered key, with the
         neighbour index loaded as int64.

@@ -1,0 +1,220 @@
+"""SENCA network: modality heads, shared encoder, neighbourhood cross-attention, decoders and loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scvi.distributions import NegativeBinomial
+from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+from torch import nn
+
+from senca.data._constants import REGISTRY_KEYS, neighbor_key
+from senca.nn import MLP, NeighborhoodCrossAttention, SharedEncoder
+
+GENE, IMAGE = 0, 1
+
+
+class SENCAModule(BaseModuleClass):
+    """Shared Encoder with Neighbourhood Cross-Attention (tensors only; see DESIGN.md §3).
+
+    For each spot i of a minibatch the module receives its neighbourhood N(i) (k spots, itself first):
+    raw counts ``x_nbr`` ``(B, k, G)``, optional histology features ``h_nbr`` ``(B, k, D)`` and optional
+    precomputed expression features ``e_nbr`` ``(B, k, E)``.
+
+    1. gene head ``g = MLP(log1p(1e4 x / l))`` (or ``MLP(e)`` when a precomputed representation is given),
+       image head ``v = MLP((h - mean) / std)``;
+    2. shared encoder with modality embeddings: ``t^g = S(g + e_gene)``, ``t^h = S(v + e_image)``;
+    3. bidirectional multi-head neighbourhood cross-attention ``c^{g<-h}_i``, ``c^{h<-g}_i`` and the
+       functional contrast ``delta_i = t^g_i - sum_{j != i} a^h_ij t^g_j`` with ``a^h`` the attention of
+       ``t^h_i`` over the neighbours' ``t^h_j`` (who looks alike in H&E);
+    4. ``z_i = LayerNorm(W [t^g_i, t^h_i, c^{g<-h}_i, c^{h<-g}_i, delta_i])``;
+    5. loss: negative-binomial likelihood of the counts (observed library size) and Gaussian
+       reconstruction of the standardised features, each averaged per feature, plus a symmetric
+       InfoNCE between ``t^g_i`` and ``t^h_i``.
+
+    Without histology (``n_image=0``) the attention runs gene-to-gene and
+    ``z_i = LayerNorm(W [t^g_i, c^{g<-g}_i, delta_i])``.
+
+    Parameters
+    ----------
+    n_genes
+        Number of genes (decoded by the negative-binomial head).
+    n_image
+        Width of the histology features; 0 for expression-only.
+    n_expression
+        Width of a precomputed expression representation used as the gene head input; 0 to use
+        log-normalised counts.
+    n_latent
+        Width of the embedding ``z``.
+    n_hidden
+        Token width ``d`` and hidden width of heads and decoders.
+    n_heads
+        Attention heads (``n_hidden`` must be divisible by it).
+    n_layers
+        Hidden layers of the modality heads and decoders.
+    dropout
+        Dropout rate.
+    gene_weight, image_weight, infonce_weight
+        Weights of the count likelihood, the histology reconstruction and the InfoNCE term.
+    temperature
+        InfoNCE temperature.
+    image_mean, image_std
+        Per-feature statistics used to standardise the histology features (stored as buffers).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from senca.module import SENCAModule
+    >>> m = SENCAModule(n_genes=50, n_image=8, n_latent=4, n_hidden=16)
+    >>> out = m.inference(torch.poisson(torch.ones(3, 6, 50) * 5), torch.randn(3, 6, 8))
+    >>> out["z"].shape, out["attention"].shape
+    (torch.Size([3, 4]), torch.Size([3, 6]))
+    """
+
+    def __init__(
+        self,
+        n_genes: int,
+        n_image: int = 0,
+        n_expression: int = 0,
+        n_latent: int = 32,
+        n_hidden: int = 128,
+        n_heads: int = 4,
+        n_layers: int = 1,
+        dropout: float = 0.1,
+        gene_weight: float = 1.0,
+        image_weight: float = 1.0,
+        infonce_weight: float = 0.1,
+        temperature: float = 0.1,
+        image_mean: np.ndarray | None = None,
+        image_std: np.ndarray | None = None,
+    ):
+        super().__init__()
+        self.n_genes, self.n_image, self.n_expression = int(n_genes), int(n_image), int(n_expression)
+        self.n_latent = int(n_latent)
+        self.gene_weight, self.image_weight = float(gene_weight), float(image_weight)
+        self.infonce_weight, self.temperature = float(infonce_weight), float(temperature)
+        d = int(n_hidden)
+        gene_in = self.n_expression if self.n_expression > 0 else self.n_genes
+        self.gene_head = MLP(gene_in, d, n_hidden=d, n_layers=n_layers, dropout=dropout)
+        self.shared_encoder = SharedEncoder(d, n_modalities=2, dropout=dropout)
+        self.attn_gene = NeighborhoodCrossAttention(d, n_heads, dropout=dropout)  # gene query
+        self.attn_contrast = NeighborhoodCrossAttention(d, n_heads, project_values=False)
+        n_fused = 3 * d
+        if self.n_image > 0:
+            self.image_head = MLP(self.n_image, d, n_hidden=d, n_layers=n_layers, dropout=dropout)
+            self.attn_image = NeighborhoodCrossAttention(d, n_heads, dropout=dropout)  # image query
+            self.image_decoder = MLP(self.n_latent, self.n_image, n_hidden=d, n_layers=n_layers, dropout=0.0)
+            n_fused = 5 * d
+            mean = np.zeros(self.n_image) if image_mean is None else np.asarray(image_mean)
+            std = np.ones(self.n_image) if image_std is None else np.asarray(image_std)
+            self.register_buffer("image_mean", torch.as_tensor(mean, dtype=torch.float32))
+            self.register_buffer("image_std", torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-6))
+        self.fuse = nn.Sequential(nn.Linear(n_fused, self.n_latent), nn.LayerNorm(self.n_latent))
+        self.gene_decoder = MLP(self.n_latent, self.n_genes, n_hidden=d, n_layers=n_layers, dropout=0.0)
+        self.px_r = nn.Parameter(torch.zeros(self.n_genes))
+
+    # ------------------------------------------------------------------ scvi-tools plumbing
+    def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict:
+        return {
+            "x_nbr": tensors[neighbor_key(REGISTRY_KEYS.X_KEY)],
+            "h_nbr": tensors.get(neighbor_key(REGISTRY_KEYS.IMAGE_KEY)) if self.n_image > 0 else None,
+            "e_nbr": tensors.get(neighbor_key(REGISTRY_KEYS.EXPRESSION_KEY)) if self.n_expression > 0 else None,
+        }
+
+    def _get_generative_input(self, tensors: dict, inference_outputs: dict) -> dict:
+        return {"z": inference_outputs["z"], "library": inference_outputs["library"]}
+
+    def standardise_image(self, h: torch.Tensor) -> torch.Tensor:
+        """Standardise histology features with the stored per-feature mean and std."""
+        return (h - self.image_mean) / self.image_std
+
+    @auto_move_data
+    def inference(
+        self, x_nbr: torch.Tensor, h_nbr: torch.Tensor | None = None, e_nbr: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Embed each spot from its neighbourhood; returns ``z``, attention weights and ``delta``."""
+        library = x_nbr.sum(-1).clamp_min(1.0)  # (B, k)
+        if self.n_expression > 0:
+            if e_nbr is None:
+                raise ValueError("This SENCA module expects a precomputed expression representation (e_nbr).")
+            gene_in = e_nbr
+        else:
+            gene_in = torch.log1p(1e4 * x_nbr / library.unsqueeze(-1))
+        tg = self.shared_encoder(self.gene_head(gene_in), GENE)  # (B, k, d)
+        tg_i = tg[:, 0]
+        k = tg.shape[1]
+        self_mask = torch.zeros(k, dtype=torch.bool, device=tg.device)
+        self_mask[0] = k > 1  # the contrast looks at the *other* spots; a lone spot keeps itself
+        out: dict[str, torch.Tensor] = {"tg": tg_i, "library": library[:, 0]}
+        if self.n_image > 0:
+            if h_nbr is None:
+                raise ValueError("This SENCA module was built with histology features but got none (h_nbr).")
+            h_std = self.standardise_image(h_nbr)
+            th = self.shared_encoder(self.image_head(h_std), IMAGE)
+            th_i = th[:, 0]
+            c_gh, a_gh = self.attn_gene(tg_i, th)  # gene query, image keys/values
+            c_hg, a_hg = self.attn_image(th_i, tg)  # image query, gene keys/values
+            ctx, a_c = self.attn_contrast(th_i, th, values=tg, mask=self_mask)
+            delta = tg_i - ctx
+            fused = torch.cat([tg_i, th_i, c_gh, c_hg, delta], dim=-1)
+            out.update(th=th_i, h=h_std[:, 0], attention_image=a_hg)
+        else:
+            c_gh, a_gh = self.attn_gene(tg_i, tg)  # gene-to-gene
+            ctx, a_c = self.attn_contrast(tg_i, tg, values=tg, mask=self_mask)
+            delta = tg_i - ctx
+            fused = torch.cat([tg_i, c_gh, delta], dim=-1)
+        z = self.fuse(fused)
+        out.update(
+            z=z,
+            attention=a_gh,
+            contrast_attention=a_c,
+            delta=delta,
+            discordance=delta.norm(dim=-1),
+        )
+        return out
+
+    @auto_move_data
+    def generative(self, z: torch.Tensor, library: torch.Tensor) -> dict:
+        """Decode counts (negative binomial, observed library size) and histology features."""
+        rho = torch.softmax(self.gene_decoder(z), dim=-1)
+        px = NegativeBinomial(mu=rho * library.unsqueeze(-1), theta=torch.exp(self.px_r))
+        out = {"px": px}
+        if self.n_image > 0:
+            out["h_hat"] = self.image_decoder(z)
+        return out
+
+    def loss(self, tensors: dict, inference_outputs: dict, generative_outputs: dict) -> LossOutput:
+        """Weighted per-feature-averaged reconstruction losses plus the InfoNCE term."""
+        x = tensors[neighbor_key(REGISTRY_KEYS.X_KEY)][:, 0]
+        nb = -generative_outputs["px"].log_prob(x).mean(-1)
+        recon = self.gene_weight * nb
+        metrics = {"nb_loss": nb.mean()}
+        infonce = torch.zeros((), device=x.device)
+        if self.n_image > 0:
+            img = 0.5 * ((generative_outputs["h_hat"] - inference_outputs["h"]) ** 2).mean(-1)
+            recon = recon + self.image_weight * img
+            metrics["histology_loss"] = img.mean()
+            if self.infonce_weight > 0 and x.shape[0] > 1:
+                infonce = self._infonce(inference_outputs["tg"], inference_outputs["th"])
+            metrics["infonce_loss"] = infonce
+        loss = recon.mean() + self.infonce_weight * infonce
+        return LossOutput(
+            loss=loss,
+            reconstruction_loss=recon,
+            kl_local=torch.zeros_like(recon),
+            n_obs_minibatch=x.shape[0],
+            extra_metrics=metrics,
+        )
+
+    def _infonce(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / self.temperature
+        target = torch.arange(a.shape[0], device=a.device)
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+    @torch.inference_mode()
+    def sample(self, tensors: dict, n_samples: int = 1) -> torch.Tensor:
+        """Sample counts ``(n_samples, B, G)`` from the fitted negative binomial."""
+        inf = self.inference(**self._get_inference_input(tensors))
+        gen = self.generative(inf["z"], inf["library"])
+        return gen["px"].sample((n_samples,)).cpu()

@@ -1,0 +1,315 @@
+"""SpaCRD network: aligned image/gene encoders, neighbourhood cross-attention, category-regularised VAE, classifier.
+
+Tensor-only (no AnnData). The model class :class:`senca.model.SpaCRD` feeds it minibatches that carry, for each
+centre spot, the standardised gene features, histology features and image-presence mask of its ``k`` nearest
+spots (the spot itself first).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+from torch import nn
+
+#: Minibatch keys produced by the SpaCRD neighbourhood loader.
+GENE_NBR_KEY = "spacrd_x_nbr"  # (B, k, G) standardised log-expression of the k neighbours
+IMAGE_NBR_KEY = "spacrd_h_nbr"  # (B, k, D) standardised histology features (zeros where missing)
+MASK_NBR_KEY = "spacrd_hmask_nbr"  # (B, k) 1.0 where the neighbour has histology features, else 0.0
+LABEL_KEY = "labels"  # (B, 1) 0/1 label of the centre spot (same string as scvi.REGISTRY_KEYS.LABELS_KEY)
+
+
+def _mlp(n_in: int, n_hidden: int, n_out: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(n_in, n_hidden),
+        nn.LayerNorm(n_hidden),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(n_hidden, n_out),
+    )
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE between paired rows of ``a`` and ``b`` (cosine similarity / temperature).
+
+    Parameters
+    ----------
+    a, b
+        ``(n, d)`` paired embeddings (row ``i`` of ``a`` matches row ``i`` of ``b``).
+    temperature
+        Softmax temperature.
+
+    Returns
+    -------
+    ``0.5 * (CE(a -> b) + CE(b -> a))``, a scalar.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from senca.module._spacrd import info_nce
+    >>> x = torch.randn(8, 4)
+    >>> bool(info_nce(x, x, 0.07) < info_nce(x, torch.randn(8, 4), 0.07))
+    True
+    """
+    a = F.normalize(a, dim=-1)
+    b = F.normalize(b, dim=-1)
+    logits = a @ b.T / temperature
+    target = torch.arange(a.shape[0], device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+class _CentreCrossAttention(nn.Module):
+    """Multi-head attention of the centre token of one modality over the neighbourhood of the other.
+
+    As in SpaCRD: Q/K/V projections, softmax, dropout, output projection, LayerNorm (no residual). Only the
+    centre query is computed: the read-out of SpaCRD is the centre token, and attention rows are independent.
+    """
+
+    def __init__(self, d: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(d, n_heads, dropout=dropout, batch_first=True)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, w = self.attn(query[:, None, :], keys, keys, need_weights=True, average_attn_weights=True)
+        return self.norm(out[:, 0]), w[:, 0]
+
+
+class SpaCRDModule(BaseModuleClass):
+    """The SpaCRD network (tensor-only).
+
+    Stage ``"align"``: gene and image encoders aligned by symmetric InfoNCE over spots that have histology
+    features. Stage ``"detect"``: bidirectional cross-attention between the centre spot's tokens and its
+    neighbourhood's tokens of the other modality, fused; a VAE on the fused vector whose prior mean is one of two
+    learnable class means (held apart by a bounded hinge ``relu(margin - ||mu0 - mu1||)``); a classifier on
+    ``(mu, log var)``. For ``epoch < n_warmup_epochs`` only the VAE loss trains, then
+    ``BCE + vae_weight * VAE (+ contrastive_weight * InfoNCE)``.
+
+    Missing histology (expression-only sections, or NaN rows) is handled per spot: the image token of a spot
+    without features is replaced by its gene token, which stage 1 aligned to the image space. With no image at all
+    (``n_image == 0``) both attention directions run gene-to-gene.
+
+    Parameters
+    ----------
+    n_genes
+        Number of gene features.
+    n_image
+        Number of histology features (0: expression-only).
+    n_hidden
+        Hidden width of the encoders (the paper: 1024).
+    n_embed
+        Token width and attention width (the paper: 512).
+    n_heads
+        Attention heads (the paper: 8).
+    n_latent
+        VAE latent size (the paper: 64).
+    dropout
+        Encoder dropout (the paper: 0.2).
+    attention_dropout
+        Attention dropout (the paper: 0.1).
+    temperature
+        InfoNCE temperature (the paper: 0.07).
+    margin
+        Target distance between the two class prior means (bounded separation term).
+    margin_weight
+        Weight of the separation hinge.
+    kl_weight
+        Weight of the KL term in the VAE loss (the paper: 0.5).
+    vae_weight
+        Weight of the VAE loss after warm-up (the paper: 0.1).
+    contrastive_weight
+        Weight of the InfoNCE term kept during stage 2 (the public code drops it; the paper implies alignment is
+        kept).
+    n_warmup_epochs
+        Stage-2 epochs that train the VAE loss only.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from senca.module import SpaCRDModule
+    >>> m = SpaCRDModule(n_genes=50, n_image=8)
+    >>> batch = {"spacrd_x_nbr": torch.randn(4, 7, 50), "spacrd_h_nbr": torch.randn(4, 7, 8),
+    ...          "spacrd_hmask_nbr": torch.ones(4, 7), "labels": torch.tensor([[0.0], [1.0], [0.0], [1.0]])}
+    >>> _, _, out = m(batch)
+    >>> out.loss.shape
+    torch.Size([])
+    """
+
+    def __init__(
+        self,
+        n_genes: int,
+        n_image: int = 0,
+        n_hidden: int = 256,
+        n_embed: int = 128,
+        n_heads: int = 4,
+        n_latent: int = 32,
+        dropout: float = 0.2,
+        attention_dropout: float = 0.1,
+        temperature: float = 0.07,
+        margin: float = 4.0,
+        margin_weight: float = 0.1,
+        kl_weight: float = 0.5,
+        vae_weight: float = 0.1,
+        contrastive_weight: float = 0.1,
+        n_warmup_epochs: int = 10,
+    ):
+        super().__init__()
+        if n_embed % n_heads:
+            raise ValueError(f"n_embed={n_embed} must be divisible by n_heads={n_heads}.")
+        if n_genes < 1:
+            raise ValueError(f"n_genes must be >= 1, got {n_genes}.")
+        self.n_genes = int(n_genes)
+        self.n_image = int(n_image)
+        self.temperature = float(temperature)
+        self.margin = float(margin)
+        self.margin_weight = float(margin_weight)
+        self.kl_weight = float(kl_weight)
+        self.vae_weight = float(vae_weight)
+        self.contrastive_weight = float(contrastive_weight)
+        self.n_warmup_epochs = int(n_warmup_epochs)
+        self.stage = "detect"
+
+        self.gene_encoder = _mlp(self.n_genes, n_hidden, n_embed, dropout)
+        self.image_encoder = _mlp(self.n_image, n_hidden, n_embed, dropout) if self.n_image > 0 else None
+        self.token_norm = nn.LayerNorm(n_embed, elementwise_affine=False)
+        self.attn_gene_from_image = _CentreCrossAttention(n_embed, n_heads, attention_dropout)
+        self.attn_image_from_gene = _CentreCrossAttention(n_embed, n_heads, attention_dropout)
+        self.fuse = nn.Sequential(nn.Linear(2 * n_embed, n_embed), nn.LayerNorm(n_embed))
+        h_vae = max(n_latent, n_embed // 2)
+        self.vae_encoder = nn.Sequential(nn.Linear(n_embed, h_vae), nn.ReLU(), nn.Linear(h_vae, 2 * n_latent))
+        self.vae_decoder = nn.Sequential(nn.Linear(n_latent, h_vae), nn.ReLU(), nn.Linear(h_vae, n_embed))
+        self.prior_means = nn.Parameter(0.01 * torch.randn(2, n_latent))
+        self.classifier = nn.Sequential(nn.Linear(2 * n_latent, n_latent), nn.ReLU(), nn.Linear(n_latent, 1))
+
+    # ------------------------------------------------------------------ tokens
+    def _tokens(self, x: torch.Tensor, h: torch.Tensor | None, hmask: torch.Tensor | None):
+        """Gene and image tokens ``(B, k, d)``; the image token falls back to the gene token where absent."""
+        tg = self.token_norm(self.gene_encoder(x))
+        if self.image_encoder is None or h is None:
+            return tg, tg, None
+        th = self.token_norm(self.image_encoder(h))
+        present = hmask if hmask is not None else torch.ones(th.shape[:-1], device=th.device)
+        th = torch.where(present[..., None] > 0.5, th, tg)
+        return tg, th, present
+
+    def _get_inference_input(self, tensors):
+        return {
+            "x": tensors[GENE_NBR_KEY],
+            "h": tensors.get(IMAGE_NBR_KEY),
+            "hmask": tensors.get(MASK_NBR_KEY),
+        }
+
+    def _get_generative_input(self, tensors, inference_outputs):
+        return {"z": inference_outputs["z"]}
+
+    @auto_move_data
+    def inference(self, x, h=None, hmask=None) -> dict:
+        """Encode a neighbourhood minibatch.
+
+        Parameters
+        ----------
+        x
+            ``(B, k, G)`` gene features of each centre spot's neighbourhood (centre first).
+        h
+            ``(B, k, D)`` histology features, or ``None``.
+        hmask
+            ``(B, k)`` histology presence mask, or ``None`` (all present).
+
+        Returns
+        -------
+        Dict with the centre tokens ``tg0``/``th0``, centre image mask ``present0``, fused vector ``fused``,
+        VAE posterior ``qm``/``qlv``, sample ``z``, classifier ``logit`` ``(B,)`` and the two attention maps.
+        """
+        tg, th, present = self._tokens(x, h, hmask)
+        tg0, th0 = tg[:, 0], th[:, 0]
+        present0 = present[:, 0] if present is not None else None
+        out = {"tg0": tg0, "th0": th0, "present0": present0}
+        if self.stage == "align":
+            return out
+        c_g, a_g = self.attn_gene_from_image(tg0, th)  # gene query over the neighbourhood's image tokens
+        c_h, a_h = self.attn_image_from_gene(th0, tg)  # image query over the neighbourhood's gene tokens
+        fused = self.fuse(torch.cat([c_g, c_h], dim=-1))
+        qm, qlv = self.vae_encoder(fused).chunk(2, dim=-1)
+        qlv = qlv.clamp(-10.0, 10.0)
+        z = qm + torch.randn_like(qm) * torch.exp(0.5 * qlv) if self.training else qm
+        logit = self.classifier(torch.cat([qm, qlv], dim=-1)).squeeze(-1)
+        out.update(fused=fused, qm=qm, qlv=qlv, z=z, logit=logit, attention_gene=a_g, attention_image=a_h)
+        return out
+
+    @auto_move_data
+    def generative(self, z=None) -> dict:
+        """Decode the latent back to the fused vector (``None`` in the alignment stage)."""
+        if z is None:
+            return {"recon": None}
+        return {"recon": self.vae_decoder(z)}
+
+    def _contrastive(self, inference_outputs) -> torch.Tensor:
+        present = inference_outputs["present0"]
+        tg0 = inference_outputs["tg0"]
+        if present is None:
+            return tg0.sum() * 0.0
+        keep = present > 0.5
+        if int(keep.sum()) < 2:
+            return tg0.sum() * 0.0
+        return info_nce(inference_outputs["th0"][keep], tg0[keep], self.temperature)
+
+    def loss(self, tensors, inference_outputs, generative_outputs, epoch: int | None = None) -> LossOutput:
+        """Stage-dependent loss (see the class docstring)."""
+        n = inference_outputs["tg0"].shape[0]
+        nce = self._contrastive(inference_outputs)
+        if self.stage == "align":
+            return LossOutput(loss=nce, n_obs_minibatch=n, extra_metrics={"infonce": nce.detach()})
+        y = tensors[LABEL_KEY].reshape(-1).float().to(inference_outputs["qm"].device)
+        fused = inference_outputs["fused"]
+        qm, qlv = inference_outputs["qm"], inference_outputs["qlv"]
+        # reconstruction of the fused vector; the target is detached so the encoder cannot shrink it to a
+        # constant to make reconstruction trivial
+        recon = ((generative_outputs["recon"] - fused.detach()) ** 2).mean(-1)
+        mu_y = self.prior_means[y.long()]
+        kl = 0.5 * (torch.exp(qlv) + (qm - mu_y) ** 2 - 1.0 - qlv).sum(-1)
+        sep = torch.linalg.vector_norm(self.prior_means[0] - self.prior_means[1])
+        hinge = F.relu(self.margin - sep)  # bounded: no reward beyond the margin
+        vae = recon.mean() + self.kl_weight * kl.mean() + self.margin_weight * hinge
+        bce = F.binary_cross_entropy_with_logits(inference_outputs["logit"], y)
+        warm = epoch is not None and epoch < self.n_warmup_epochs
+        if warm:
+            total = vae + self.contrastive_weight * nce
+        else:
+            total = bce + self.vae_weight * vae + self.contrastive_weight * nce
+        return LossOutput(
+            loss=total,
+            reconstruction_loss=recon,
+            kl_local=kl,
+            n_obs_minibatch=n,
+            extra_metrics={
+                "bce": bce.detach(),
+                "infonce": nce.detach(),
+                "prior_separation": sep.detach(),
+            },
+        )
+
+    @torch.inference_mode()
+    def sample(self, *args, **kwargs):
+        """Not a generative model of counts: sampling is not defined."""
+        raise NotImplementedError("SpaCRDModule is a detector; it does not sample data.")
+
+    @torch.inference_mode()
+    @auto_move_data
+    def predict_logit(self, x, h=None, hmask=None) -> torch.Tensor:
+        """Classifier logit of the centre spot of each neighbourhood (eval mode, posterior mean).
+
+        Parameters
+        ----------
+        x, h, hmask
+            As in :meth:`inference`.
+
+        Returns
+        -------
+        ``(B,)`` logits.
+        """
+        stage = self.stage
+        self.stage = "detect"
+        try:
+            return self.inference(x, h, hmask)["logit"]
+        finally:
+            self.stage = stage
