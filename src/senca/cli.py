@@ -1,0 +1,620 @@
+"""The ``senca`` command line: regions, cancer detection and histology features from ``.h5ad`` / ``.zarr`` files.
+
+Run ``senca --help`` (or ``python -m senca.cli --help``). Every command reads AnnData (``.h5ad``) or SpatialData
+(``.zarr``), writes its output atomically (a temporary file in the same directory, then :func:`os.replace`), never
+replaces an existing file or an input unless ``--overwrite`` is given, and reports bad input as one line on stderr
+with exit code 1.
+
+Only :mod:`typer` is imported at start-up; anndata, scanpy, scvi-tools and Lightning are imported inside the
+commands, so that ``senca --help`` returns at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from senca._cli._io import CLIError, atomic_savefig, check_input, check_output, one_line, read_input, write_output
+
+app = typer.Typer(
+    name="senca",
+    help=(
+        "Tissue regions in cancer from spatial transcriptomics and H&E.\n\n"
+        "Inputs and outputs are AnnData .h5ad files or SpatialData .zarr stores. Outputs are written atomically and "
+        "never replace an existing file unless --overwrite is given."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# --------------------------------------------------------------------------------------------------------------
+# shared options
+
+SeedOpt = Annotated[
+    int, typer.Option("--seed", metavar="N", help="Random seed; the same seed gives the same output on CPU.")
+]
+AccelOpt = Annotated[
+    str, typer.Option("--accelerator", metavar="NAME", help="Lightning accelerator for training: auto, cpu, gpu, mps.")
+]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option("--overwrite", help="Replace an existing output (even an input) and existing keys in the data."),
+]
+TableKeyOpt = Annotated[str, typer.Option("--table-key", metavar="KEY", help="Table of a SpatialData .zarr input.")]
+ImageKeyOpt = Annotated[
+    str,
+    typer.Option(
+        "--image-key",
+        metavar="KEY",
+        help="obsm key of the per-spot histology features. If absent and the input holds an H&E image, the "
+        "features are computed first with the 'stats' extractor.",
+    ),
+]
+NoImageOpt = Annotated[bool, typer.Option("--no-image", help="Use expression and space only (no histology).")]
+LayerOpt = Annotated[
+    str | None,
+    typer.Option("--layer", metavar="NAME", help="Layer with raw counts [default: 'counts' if present, else X]."),
+]
+MaxEpochsOpt = Annotated[
+    int | None,
+    typer.Option("--max-epochs", metavar="N", min=1, help="Training epochs [default: scaled to the data size]."),
+]
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _say(msg: str) -> None:
+    _console().print(msg)
+
+
+@contextmanager
+def _step(msg: str) -> Iterator[None]:
+    """Print a step with a spinner while it runs, then its duration."""
+    console = _console()
+    t0 = time.perf_counter()
+    if console.is_terminal:
+        with console.status(msg):
+            yield
+    else:
+        console.print(f"{msg} ...")
+        yield
+    console.print(f"[green]\u2713[/green] {msg} ({time.perf_counter() - t0:.1f} s)")
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn input errors into one line on stderr and exit code 1.
+
+    ``SENCA_DEBUG=1`` re-raises them with their traceback instead.
+    """
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except (CLIError, FileNotFoundError, KeyError, ValueError, TypeError) as e:
+        if os.environ.get("SENCA_DEBUG"):
+            raise
+        prefix = "" if isinstance(e, CLIError) else f"{type(e).__name__}: "
+        typer.echo(f"Error: {prefix}{one_line(e)}", err=True)
+        raise typer.Exit(code=1) from None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# helpers shared by the commands
+
+
+def _quiet_libraries() -> None:
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=SyntaxWarning)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*litlogger.*")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _torch_threads() -> None:
+    """Respect OMP_NUM_THREADS for torch as well (torch otherwise takes every core)."""
+    n = os.environ.get("OMP_NUM_THREADS")
+    if n and n.isdigit() and int(n) > 0:
+        import torch
+
+        torch.set_num_threads(int(n))
+
+
+def _resolve_layer(adata: Any, layer: str | None) -> str | None:
+    if layer is None:
+        return "counts" if "counts" in adata.layers else None
+    if layer not in adata.layers:
+        raise CLIError(f"layer {layer!r} not found (layers: {sorted(adata.layers.keys())}); pass --layer")
+    return layer
+
+
+def _has_image(adata: Any) -> bool:
+    spatial = adata.uns.get("spatial")
+    if not isinstance(spatial, dict):
+        return False
+    return any(isinstance(v, dict) and v.get("images") for v in spatial.values())
+
+
+def _ensure_histology(adata: Any, image_key: str, no_image: bool) -> str | None:
+    """Return the obsm key of histology features, computing them from the H&E image when absent."""
+    if no_image:
+        return None
+    if image_key in adata.obsm:
+        return image_key
+    if _has_image(adata):
+        from senca.im import extract_features
+
+        with _step(f"extracting histology features (stats) into obsm[{image_key!r}]"):
+            extract_features(adata, method="stats", key_added=image_key)
+        return image_key
+    raise CLIError(
+        f"obsm[{image_key!r}] not found and the input has no H&E image (obsm: {sorted(adata.obsm.keys())}); "
+        "run `senca features` on a file with an image, pass --image-key, or pass --no-image"
+    )
+
+
+def _require_obsm(adata: Any, key: str, what: str) -> None:
+    if key not in adata.obsm:
+        raise CLIError(f"obsm[{key!r}] ({what}) not found (obsm: {sorted(adata.obsm.keys())}); pass --spatial-key")
+
+
+def _require_obs(adata: Any, key: str, option: str, where: str = "") -> None:
+    if key not in adata.obs:
+        raise CLIError(f"obs[{key!r}] not found{where} (obs: {sorted(map(str, adata.obs.columns))}); pass {option}")
+
+
+def _key_free(mapping: Any, key: str, where: str, overwrite: bool) -> None:
+    if not overwrite and key in mapping:
+        raise CLIError(f"{where}[{key!r}] already exists in the input; pass --overwrite or choose another key")
+
+
+def _train_senca(
+    adata: Any,
+    *,
+    layer: str | None,
+    image_key: str | None,
+    spatial_key: str,
+    sample_key: str | None,
+    n_neighbors: int,
+    n_latent: int,
+    max_epochs: int | None,
+    accelerator: str,
+    seed: int,
+) -> Any:
+    _quiet_libraries()
+    with _step("importing scvi-tools"):
+        from senca.model import SENCA
+
+    _torch_threads()
+    from senca._utils import set_seed
+
+    set_seed(seed)
+    SENCA.setup_anndata(
+        adata,
+        layer=layer,
+        image_key=image_key,
+        spatial_key=spatial_key,
+        sample_key=sample_key,
+        n_neighbors=n_neighbors,
+    )
+    model = SENCA(adata, n_latent=n_latent)
+    _say(f"training SENCA on {adata.n_obs} spots x {adata.n_vars} genes" + ("" if image_key else " (no histology)"))
+    t0 = time.perf_counter()
+    model.train(max_epochs=max_epochs, accelerator=accelerator, seed=seed)
+    _say(f"[green]\u2713[/green] trained SENCA ({time.perf_counter() - t0:.1f} s)")
+    return model
+
+
+def _print_counts(series: Any, title: str) -> None:
+    counts = series.value_counts().sort_index()
+    _say(f"{title}: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+def _region_scores(truth: Any, pred: Any, drop: tuple[str, ...] = ()) -> dict[str, float]:
+    import numpy as np
+
+    truth = truth.astype(str).to_numpy()
+    pred = pred.astype(str).to_numpy()
+    keep = ~np.isin(truth, drop) & (truth != "nan")
+    try:
+        from senca.metrics import region_scores
+    except ImportError:  # pragma: no cover - senca.metrics.region_scores is part of the package
+        from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+        return {
+            "ari": float(adjusted_rand_score(truth[keep], pred[keep])),
+            "nmi": float(normalized_mutual_info_score(truth[keep], pred[keep])),
+        }
+    return {k: float(v) for k, v in region_scores(truth[keep], pred[keep]).items() if np.isscalar(v)}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# commands
+
+
+@app.command()
+def features(
+    input: Annotated[
+        Path, typer.Argument(metavar="INPUT", help="Input .h5ad or .zarr with an H&E image.", show_default=False)
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", metavar="PATH", help="Output .h5ad or .zarr.", show_default=False)
+    ],
+    method: Annotated[
+        str, typer.Option("--method", metavar="NAME", help="Feature extractor: stats, cnn or timm.")
+    ] = "stats",
+    key_added: Annotated[str, typer.Option("--key-added", metavar="KEY", help="obsm key written.")] = "X_histology",
+    table_key: TableKeyOpt = "table",
+    seed: SeedOpt = 0,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Compute per-spot histology features from the H&E image into obsm[KEY_ADDED]."""
+    with _user_errors():
+        inp = check_input(input)
+        out = check_output(output, [inp], overwrite)
+        if method not in ("stats", "cnn", "timm"):
+            raise CLIError(f"--method must be 'stats', 'cnn' or 'timm', got {method!r}")
+        with _step(f"reading {inp}"):
+            loaded = read_input(inp, table_key)
+        adata = loaded.adata
+        _key_free(adata.obsm, key_added, "obsm", overwrite)
+        if not _has_image(adata):
+            raise CLIError(f"{str(inp)!r} has no H&E image (uns['spatial'][library]['images'] is empty or missing)")
+        from senca._utils import set_seed
+        from senca.im import extract_features
+
+        set_seed(seed)
+        with _step(f"extracting histology features ({method}) into obsm[{key_added!r}]"):
+            extract_features(adata, method=method, key_added=key_added, overwrite=overwrite)
+        with _step(f"writing {out}"):
+            write_output(loaded, adata, out, keys=[key_added])
+        _say(f"wrote {out}: obsm[{key_added!r}] with shape {tuple(adata.obsm[key_added].shape)}")
+
+
+@app.command()
+def regions(
+    input: Annotated[
+        Path, typer.Argument(metavar="INPUT", help="Input .h5ad or .zarr (raw counts).", show_default=False)
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", metavar="PATH", help="Output .h5ad or .zarr.", show_default=False)
+    ],
+    n_regions: Annotated[
+        int | None,
+        typer.Option("--n-regions", "-k", metavar="K", min=1, help="Number of regions [default: chosen by BIC]."),
+    ] = None,
+    image_key: ImageKeyOpt = "X_histology",
+    no_image: NoImageOpt = False,
+    layer: LayerOpt = None,
+    spatial_key: Annotated[
+        str, typer.Option("--spatial-key", metavar="KEY", help="obsm key of spot coordinates.")
+    ] = "spatial",
+    sample_key: Annotated[
+        str | None,
+        typer.Option("--sample-key", metavar="KEY", help="obs key of the section, for several sections in one file."),
+    ] = None,
+    n_neighbors: Annotated[int, typer.Option("--n-neighbors", metavar="N", min=2, help="Spots per neighbourhood.")] = 6,
+    n_latent: Annotated[int, typer.Option("--n-latent", metavar="N", min=2, help="Width of the SENCA embedding.")] = 32,
+    max_epochs: MaxEpochsOpt = None,
+    method: Annotated[
+        str, typer.Option("--method", metavar="NAME", help="Clustering of the embedding: gmm, leiden or kmeans.")
+    ] = ("gmm"),
+    refine: Annotated[bool, typer.Option("--refine/--no-refine", help="Neighbourhood-majority refinement.")] = True,
+    key_added: Annotated[
+        str, typer.Option("--key-added", metavar="KEY", help="obs key of the regions.")
+    ] = "senca_region",
+    latent_key: Annotated[
+        str, typer.Option("--latent-key", metavar="KEY", help="obsm key of the embedding.")
+    ] = "X_senca",
+    truth_key: Annotated[
+        str | None,
+        typer.Option("--truth-key", metavar="KEY", help="obs key of known regions: print ARI/NMI against it."),
+    ] = None,
+    save_model: Annotated[
+        Path | None, typer.Option("--save-model", metavar="DIR", help="Also save the trained model to this directory.")
+    ] = None,
+    table_key: TableKeyOpt = "table",
+    seed: SeedOpt = 0,
+    accelerator: AccelOpt = "auto",
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Find tissue regions with SENCA (expression + H&E + space) and write them to obs[KEY_ADDED]."""
+    with _user_errors():
+        inp = check_input(input)
+        out = check_output(output, [inp], overwrite)
+        if method not in ("gmm", "leiden", "kmeans"):
+            raise CLIError(f"--method must be 'gmm', 'leiden' or 'kmeans', got {method!r}")
+        if save_model is not None and save_model.exists() and not overwrite:
+            raise CLIError(f"--save-model directory {str(save_model)!r} already exists; pass --overwrite")
+        with _step(f"reading {inp}"):
+            loaded = read_input(inp, table_key)
+        adata = loaded.adata
+        layer = _resolve_layer(adata, layer)
+        _require_obsm(adata, spatial_key, "spot coordinates")
+        if sample_key is not None:
+            _require_obs(adata, sample_key, "--sample-key")
+        if truth_key is not None:
+            _require_obs(adata, truth_key, "--truth-key")
+        _key_free(adata.obs, key_added, "obs", overwrite)
+        _key_free(adata.obsm, latent_key, "obsm", overwrite)
+        image_key = _ensure_histology(adata, image_key, no_image)
+
+        model = _train_senca(
+            adata,
+            layer=layer,
+            image_key=image_key,
+            spatial_key=spatial_key,
+            sample_key=sample_key,
+            n_neighbors=n_neighbors,
+            n_latent=n_latent,
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            seed=seed,
+        )
+        adata.obsm[latent_key] = model.get_latent_representation()
+        from senca.tl import regions as call_regions
+
+        with _step(f"calling regions ({method}) into obs[{key_added!r}]"):
+            call_regions(
+                adata,
+                n_regions=n_regions,
+                use_rep=latent_key,
+                method=method,
+                refine=refine,
+                key_added=key_added,
+                seed=seed,
+                overwrite=overwrite,
+            )
+        _print_counts(adata.obs[key_added], "regions")
+        if truth_key is not None:
+            scores = _region_scores(adata.obs[truth_key], adata.obs[key_added])
+            _say(", ".join(f"{k.upper()} {v:.3f}" for k, v in scores.items()) + f" (vs obs[{truth_key!r}])")
+        if save_model is not None:
+            with _step(f"saving the model to {save_model}"):
+                model.save(str(save_model), overwrite=overwrite)
+        with _step(f"writing {out}"):
+            write_output(loaded, adata, out, keys=[key_added, latent_key])
+        _say(f"wrote {out}: obs[{key_added!r}], obsm[{latent_key!r}]")
+
+
+@app.command()
+def detect(
+    train: Annotated[
+        list[Path],
+        typer.Option(
+            "--train",
+            metavar="PATH...",
+            help="Labelled training sections (.h5ad/.zarr): --train A.h5ad B.h5ad or repeat --train.",
+        ),
+    ],
+    target: Annotated[
+        Path, typer.Option("--target", metavar="PATH", help="Section to score (.h5ad/.zarr).", show_default=False)
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", metavar="PATH", help="Output .h5ad or .zarr.", show_default=False)
+    ],
+    more_train: Annotated[
+        list[Path] | None,
+        typer.Argument(metavar="PATH", help="More training sections (as after --train).", show_default=False),
+    ] = None,
+    labels_key: Annotated[
+        str, typer.Option("--labels-key", metavar="KEY", help="obs key of the cancer labels.")
+    ] = "cancer",
+    positive: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--positive",
+            metavar="VALUE",
+            help="Label value(s) meaning cancer, e.g. --positive 'invasive cancer' --positive 'cancer in situ'. "
+            "Without it the labels must be boolean or 0/1.",
+        ),
+    ] = None,
+    image_key: ImageKeyOpt = "X_histology",
+    layer: LayerOpt = None,
+    max_epochs: MaxEpochsOpt = None,
+    table_key: TableKeyOpt = "table",
+    seed: SeedOpt = 0,
+    accelerator: AccelOpt = "auto",
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Train SpaCRD on labelled sections and score cancer in a new one: obs['spacrd_score'], obs['spacrd_cancer']."""
+    with _user_errors():
+        train_paths = [check_input(p) for p in [*train, *(more_train or [])]]
+        tgt = check_input(target)
+        out = check_output(output, [*train_paths, tgt], overwrite)
+        if len({p.resolve() for p in train_paths}) != len(train_paths):
+            raise CLIError("a training section is given twice")
+        if tgt.resolve() in {p.resolve() for p in train_paths}:
+            raise CLIError(f"the target {str(tgt)!r} is also a training section")
+        with _step(f"reading {len(train_paths)} training section(s) and the target"):
+            loaded_train = [read_input(p, table_key) for p in train_paths]
+            loaded_tgt = read_input(tgt, table_key)
+        adatas = [lo.adata for lo in loaded_train]
+        for lo in loaded_train:
+            _require_obs(lo.adata, labels_key, "--labels-key", f" in {str(lo.path)!r}")
+            lo.adata.obs[labels_key] = _binary_labels(lo.adata.obs[labels_key], positive, lo.path)
+        target_adata = loaded_tgt.adata
+        for key in ("spacrd_score", "spacrd_cancer"):
+            _key_free(target_adata.obs, key, "obs", overwrite)
+        for a, p in [*((lo.adata, lo.path) for lo in loaded_train), (target_adata, tgt)]:
+            _ensure_histology_detect(a, image_key, p)
+
+        _quiet_libraries()
+        import senca
+
+        layers = {_resolve_layer(a, layer) for a in [*adatas, target_adata]}
+        if len(layers) != 1:
+            raise CLIError("the inputs do not all have layers['counts']; pass --layer, or give raw counts in X in all")
+        use_layer = layers.pop()
+        names = {}
+        for lo in loaded_train:
+            name = lo.path.name.rsplit(".", 1)[0]
+            names[name if name not in names else str(lo.path)] = lo.adata
+        source = senca.pp.concat_sections(names)
+        with _step("importing scvi-tools"):
+            from senca.model import SpaCRD
+        _torch_threads()
+        from senca._utils import set_seed
+
+        set_seed(seed)
+        SpaCRD.setup_anndata(source, layer=use_layer, image_key=image_key, labels_key=labels_key, sample_key="section")
+        model = SpaCRD(source)
+        _say(f"training SpaCRD on {source.n_obs} spots from {len(adatas)} section(s), {source.n_vars} shared genes")
+        t0 = time.perf_counter()
+        model.train(max_epochs=max_epochs, accelerator=accelerator, seed=seed)
+        _say(f"[green]\u2713[/green] trained SpaCRD ({time.perf_counter() - t0:.1f} s)")
+        with _step(f"scoring {tgt}"):
+            model.predict(target_adata)
+        n_cancer = int(target_adata.obs["spacrd_cancer"].astype(bool).sum())
+        _say(f"cancer spots: {n_cancer} / {target_adata.n_obs}")
+        if labels_key in target_adata.obs:
+            y = _binary_labels(target_adata.obs[labels_key], positive, tgt)
+            from senca.metrics import detection_scores
+
+            scores = detection_scores(y.to_numpy(), target_adata.obs["spacrd_score"].to_numpy())
+            _say(
+                ", ".join(f"{k.upper()} {float(v):.3f}" for k, v in scores.items() if k != "threshold")
+                + f" (vs obs[{labels_key!r}] of the target)"
+            )
+        with _step(f"writing {out}"):
+            write_output(loaded_tgt, target_adata, out, keys=["spacrd_score", "spacrd_cancer"])
+        _say(f"wrote {out}: obs['spacrd_score'], obs['spacrd_cancer']")
+
+
+def _ensure_histology_detect(adata: Any, image_key: str, path: Path) -> None:
+    if image_key in adata.obsm:
+        return
+    if not _has_image(adata):
+        raise CLIError(
+            f"obsm[{image_key!r}] not found in {str(path)!r} and it has no H&E image; "
+            "SpaCRD needs histology features: run `senca features` first or pass --image-key"
+        )
+    _ensure_histology(adata, image_key, no_image=False)
+
+
+def _binary_labels(labels: Any, positive: list[str] | None, path: Path) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    if positive:
+        values = labels.astype(str)
+        missing = [p for p in positive if p not in set(values)]
+        if len(missing) == len(positive):
+            raise CLIError(
+                f"none of --positive {positive} occurs in the labels of {str(path)!r} "
+                f"(values: {sorted(set(values))[:10]})"
+            )
+        return pd.Series(values.isin(positive).to_numpy(), index=labels.index)
+    vals = pd.unique(labels.dropna().astype(str).str.lower())
+    allowed = {"0", "1", "true", "false", "0.0", "1.0"}
+    if not set(vals) <= allowed:
+        raise CLIError(
+            f"labels in {str(path)!r} are not binary (values: {sorted(map(str, vals))[:10]}); "
+            "say which mean cancer with --positive VALUE"
+        )
+    return pd.Series(np.isin(labels.astype(str).str.lower(), ["1", "true", "1.0"]), index=labels.index)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output directory.")] = Path("senca_demo"),
+    section: Annotated[
+        str, typer.Option("--section", metavar="NAME", help="her2st section with pathologist labels.")
+    ] = "A1",
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir", metavar="DIR", help="Folder with her2st/ (default: $SENCA_DATA_DIR).", show_default=False
+        ),
+    ] = None,
+    n_regions: Annotated[
+        int | None,
+        typer.Option("--n-regions", "-k", metavar="K", min=1, help="[default: the number of pathologist classes]"),
+    ] = None,
+    max_epochs: MaxEpochsOpt = None,
+    seed: SeedOpt = 0,
+    accelerator: AccelOpt = "auto",
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Run SENCA end to end on her2st section A1: H&E features, regions, an .h5ad, a PNG and the ARI."""
+    with _user_errors():
+        data_dir = data_dir or (Path(os.environ["SENCA_DATA_DIR"]) if os.environ.get("SENCA_DATA_DIR") else None)
+        if data_dir is None:
+            raise CLIError("no data folder: pass --data-dir DIR or set SENCA_DATA_DIR (the folder holding her2st/)")
+        if not (data_dir / "her2st").is_dir():
+            raise CLIError(f"{str(data_dir)!r} has no her2st/ folder; pass --data-dir pointing at the data folder")
+        os.environ["SENCA_DATA_DIR"] = str(data_dir)
+        h5ad_path = check_output(out / f"her2st_{section}_senca.h5ad", overwrite=overwrite)
+        png_path = out / f"her2st_{section}_regions.png"
+        if png_path.exists() and not overwrite:
+            raise CLIError(f"output {str(png_path)!r} already exists; pass --overwrite to replace it")
+
+        import senca
+
+        with _step(f"loading her2st {section} with its H&E image"):
+            adata = senca.datasets.her2st(section, image="hires")
+        _say(f"{adata.n_obs} spots x {adata.n_vars} genes")
+        if "pathologist" not in adata.obs:
+            raise CLIError(f"her2st {section} has no pathologist labels; use A1, B1, C1 or D1 with an image (A1)")
+        truth = adata.obs["pathologist"].astype(str)
+        if n_regions is None:
+            n_regions = int(truth[~truth.isin(["undetermined", "nan"])].nunique())
+        image_key = _ensure_histology(adata, "X_histology", no_image=False)
+        model = _train_senca(
+            adata,
+            layer=_resolve_layer(adata, None),
+            image_key=image_key,
+            spatial_key="spatial",
+            sample_key=None,
+            n_neighbors=6,
+            n_latent=32,
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            seed=seed,
+        )
+        adata.obsm["X_senca"] = model.get_latent_representation()
+        from senca.tl import regions as call_regions
+
+        with _step(f"calling {n_regions} regions (GMM + refinement)"):
+            call_regions(adata, n_regions=n_regions, use_rep="X_senca", key_added="senca_region", seed=seed)
+        scores = _region_scores(truth, adata.obs["senca_region"], drop=("undetermined",))
+        with _step(f"writing {h5ad_path}"):
+            write_output(None, adata, h5ad_path)
+        with _step(f"drawing {png_path}"):
+            from senca._cli._plot import regions_figure
+
+            fig = regions_figure(adata, ["pathologist", "senca_region"], title=f"her2st {section}")
+            atomic_savefig(fig, png_path, dpi=150, bbox_inches="tight")
+        typer.echo(
+            f"her2st {section}: ARI {scores['ari']:.3f}, NMI {scores.get('nmi', float('nan')):.3f} "
+            f"(SENCA, {n_regions} regions, vs pathologist, 'undetermined' spots excluded)"
+        )
+        _say(f"wrote {h5ad_path} and {png_path}")
+
+
+def main() -> None:
+    """Entry point of the ``senca`` command."""
+    app(prog_name="senca")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""The ``senca`` command line: fast help, one-line errors on bad input, atomic writes, and what each command writes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from senca.cli import app
+
+runner = CliRunner()
+
+
+def _run(*args: str):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def _need(module: str, name: str) -> None:
+    mod = pytest.importorskip(module)
+    if not hasattr(mod, name):
+        pytest.skip(f"{module}.{name} is not available")
+
+
+def _error_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("Error")]
+
+
+def _assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 1, (result.exit_code, result.output)
+    lines = _error_lines(result)
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    for frag in fragments:
+        assert frag in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def section(tmp_path_factory) -> Path:
+    """A small synthetic section with an H&E-like image, written to .h5ad."""
+    import senca
+
+    adata = senca.datasets.synthetic(n_spots=160, n_genes=60, n_regions=3, image=True, seed=0)
+    del adata.obsm["X_histology"]  # the features must come from the image
+    adata.obs["cancer"] = (adata.obs["region"] == "R1").to_numpy()
+    path = tmp_path_factory.mktemp("cli") / "section.h5ad"
+    adata.write_h5ad(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def section_with_features(tmp_path_factory) -> Path:
+    """A small synthetic section with precomputed histology features and no image."""
+    import senca
+
+    adata = senca.datasets.synthetic(n_spots=160, n_genes=60, n_regions=3, image=False, seed=1)
+    path = tmp_path_factory.mktemp("cli") / "features.h5ad"
+    adata.write_h5ad(path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ help
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = (
+        "import sys, time; t = time.perf_counter(); import senca.cli; dt = time.perf_counter() - t; "
+        "heavy = [m for m in ('torch', 'scvi', 'lightning', 'scanpy', 'anndata', 'spatialdata') if m in sys.modules]; "
+        "print(heavy, dt)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    heavy, dt = out.rsplit(" ", 1)
+    assert heavy == "[]", out
+    assert float(dt) < 1.5, out
+    res = subprocess.run([sys.executable, "-m", "senca.cli", "--help"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    for command in ("demo", "features", "regions", "detect"):
+        assert command in res.stdout
+
+
+@pytest.mark.parametrize("command", ["demo", "features", "regions", "detect"])
+def test_command_help(command):
+    result = _run(command, "--help")
+    assert result.exit_code == 0
+    assert "--overwrite" in result.stdout
+    assert "Usage: senca " + command in " ".join(result.stdout.split())
+
+
+def test_no_arguments_shows_help():
+    result = runner.invoke(app, [])
+    assert "Commands" in result.output
+    assert "regions" in result.output
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize("command", ["features", "regions"])
+def test_missing_input(tmp_path, command):
+    result = _run(command, tmp_path / "nope.h5ad", "-o", tmp_path / "out.h5ad")
+    _assert_one_line_error(result, "input not found", "nope.h5ad")
+    assert not (tmp_path / "out.h5ad").exists()
+
+
+def test_wrong_input_extension(tmp_path):
+    bad = tmp_path / "counts.csv"
+    bad.write_text("a,b\n1,2\n")
+    result = _run("regions", bad, "-o", tmp_path / "out.h5ad")
+    _assert_one_line_error(result, "unsupported input", ".h5ad", ".zarr")
+
+
+def test_wrong_output_extension(section, tmp_path):
+    result = _run("features", section, "-o", tmp_path / "out.csv")
+    _assert_one_line_error(result, "unsupported output", "out.csv")
+
+
+def test_corrupt_h5ad(tmp_path):
+    bad = tmp_path / "broken.h5ad"
+    bad.write_bytes(b"this is not hdf5")
+    result = _run("features", bad, "-o", tmp_path / "out.h5ad")
+    _assert_one_line_error(result, "cannot read", "broken.h5ad")
+
+
+def test_existing_output_is_not_replaced(section, tmp_path):
+    out = tmp_path / "out.h5ad"
+    out.write_bytes(b"keep me")
+    result = _run("features", section, "-o", out)
+    _assert_one_line_error(result, "already exists", "--overwrite")
+    assert out.read_bytes() == b"keep me"
+
+
+def test_input_is_never_the_output_without_overwrite(section):
+    before = section.read_bytes()
+    result = _run("regions", section, "-o", section)
+    _assert_one_line_error(result, "is also an input", "--overwrite")
+    assert section.read_bytes() == before
+
+
+def test_missing_spatial_key(section, tmp_path):
+    result = _run("regions", section, "-o", tmp_path / "out.h5ad", "--spatial-key", "xy")
+    _assert_one_line_error(result, "obsm['xy']", "--spatial-key")
+    assert not (tmp_path / "out.h5ad").exists()
+
+
+def test_missing_layer(section, tmp_path):
+    result = _run("regions", section, "-o", tmp_path / "out.h5ad", "--layer", "raw")
+    _assert_one_line_error(result, "layer 'raw' not found", "--layer")
+
+
+def test_missing_histology_without_image(section_with_features, tmp_path):
+    result = _run("regions", section_with_features, "-o", tmp_path / "o.h5ad", "--image-key", "X_uni")
+    _assert_one_line_error(result, "obsm['X_uni'] not found", "--no-image")
+
+
+def test_features_needs_an_image(section_with_features, tmp_path):
+    result = _run("features", section_with_features, "-o", tmp_path / "o.h5ad", "--key-added", "X_new")
+    _assert_one_line_error(result, "no H&E image")
+
+
+def test_features_refuses_existing_key(section_with_features, tmp_path):
+    result = _run("features", section_with_features, "-o", tmp_path / "o.h5ad")
+    _assert_one_line_error(result, "obsm['X_histology'] already exists", "--overwrite")
+
+
+def test_bad_method(section, tmp_path):
+    result = _run("regions", section, "-o", tmp_path / "o.h5ad", "--method", "dbscan")
+    _assert_one_line_error(result, "--method")
+
+
+def test_detect_missing_labels(section, section_with_features, tmp_path):
+    result = _run(
+        "detect", "--train", section_with_features, "--target", section, "-o", tmp_path / "o.h5ad",
+        "--labels-key", "tumour",
+    )  # fmt: skip
+    _assert_one_line_error(result, "obs['tumour'] not found", "--labels-key")
+
+
+def test_detect_non_binary_labels_need_positive(section, section_with_features, tmp_path):
+    result = _run(
+        "detect", "--train", section_with_features, "--target", section, "-o", tmp_path / "o.h5ad",
+        "--labels-key", "region",
+    )  # fmt: skip
+    _assert_one_line_error(result, "not binary", "--positive")
+
+
+def test_detect_target_is_not_a_training_section(section, tmp_path):
+    result = _run("detect", "--train", section, "--target", section, "-o", tmp_path / "o.h5ad")
+    _assert_one_line_error(result, "also a training section")
+
+
+def test_demo_without_data(tmp_path, monkeypatch):
+    monkeypatch.delenv("SENCA_DATA_DIR", raising=False)
+    result = _run("demo", "--out", tmp_path / "demo")
+    _assert_one_line_error(result, "SENCA_DATA_DIR")
+    result = _run("demo", "--out", tmp_path / "demo", "--data-dir", tmp_path)
+    _assert_one_line_error(result, "her2st")
+
+
+def test_usage_errors_exit_non_zero(tmp_path):
+    result = runner.invoke(app, ["regions", str(tmp_path / "x.h5ad")])  # no -o
+    assert result.exit_code == 2
+    assert "Missing option" in result.output
+
+
+# ------------------------------------------------------------------------------------------------ atomic writes
+
+
+def test_failed_write_leaves_nothing_behind(tmp_path):
+    import senca
+    from senca._cli._io import check_output, write_output
+
+    adata = senca.datasets.synthetic(n_spots=40, n_genes=20, seed=0)
+    out = tmp_path / "out.h5ad"
+    out.write_bytes(b"old")
+    adata.uns["not_writable"] = object()  # h5py cannot store it: the write fails half-way
+    check_output(out, overwrite=True)
+    with pytest.raises(Exception):  # noqa: B017,PT011 - whatever anndata raises
+        write_output(None, adata, out)
+    assert out.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5ad"]
+
+
+def test_write_replaces_atomically_with_overwrite(tmp_path):
+    import anndata as ad
+
+    import senca
+    from senca._cli._io import write_output
+
+    adata = senca.datasets.synthetic(n_spots=40, n_genes=20, seed=0)
+    out = tmp_path / "out.h5ad"
+    out.write_bytes(b"old")
+    write_output(None, adata, out)
+    back = ad.read_h5ad(out)
+    assert back.shape == adata.shape
+    np.testing.assert_array_equal(back.obsm["spatial"], adata.obsm["spatial"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5ad"]
+
+
+def test_replace_directory_atomically(tmp_path):
+    from senca._cli._io import replace_atomically
+
+    old = tmp_path / "store.zarr"
+    old.mkdir()
+    (old / "a").write_text("old")
+    new = tmp_path / ".store.zarr.tmp"
+    new.mkdir()
+    (new / "b").write_text("new")
+    replace_atomically(new, old)
+    assert sorted(p.name for p in old.iterdir()) == ["b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.zarr"]
+
+
+# ------------------------------------------------------------------------------------------------ commands that work
+
+
+def test_features_command_writes_key(section, tmp_path):
+    _need("senca.im", "extract_features")
+    import anndata as ad
+
+    out = tmp_path / "feat.h5ad"
+    result = _run("features", section, "-o", out)
+    assert result.exit_code == 0, result.output
+    back = ad.read_h5ad(out)
+    feats = back.obsm["X_histology"]
+    assert feats.shape[0] == back.n_obs
+    assert feats.shape[1] > 0
+    assert np.isfinite(feats).all()
+    # the features see the image: spots of different histology programmes differ
+    prog = back.obs["histology_program"].to_numpy()
+    means = np.stack([np.asarray(feats)[prog == p].mean(0) for p in np.unique(prog)])
+    assert np.abs(means[0] - means[1]).max() > 0.1
+    # input untouched
+    assert "X_histology" not in ad.read_h5ad(section).obsm
+    # running again without --overwrite refuses, with it succeeds
+    assert _run("features", section, "-o", out).exit_code == 1
+    assert _run("features", section, "-o", out, "--overwrite").exit_code == 0
+
+
+@pytest.mark.skipif(os.environ.get("SENCA_SKIP_MODEL_TESTS") == "1", reason="model tests disabled")
+def test_regions_command_writes_regions(section_with_features, tmp_path):
+    _need("senca.model", "SENCA")
+    import anndata as ad
+
+    out = tmp_path / "regions.h5ad"
+    result = _run(
+        "regions", section_with_features, "-o", out, "--n-regions", "3", "--max-epochs", "3",
+        "--accelerator", "cpu", "--truth-key", "region",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    back = ad.read_h5ad(out)
+    assert back.obs["senca_region"].nunique() == 3
+    assert back.obsm["X_senca"].shape == (back.n_obs, 32)
+    assert "ARI" in result.stderr
+    # same seed, same output
+    out2 = tmp_path / "regions2.h5ad"
+    _run("regions", section_with_features, "-o", out2, "--n-regions", "3", "--max-epochs", "3", "--accelerator", "cpu")
+    np.testing.assert_allclose(ad.read_h5ad(out2).obsm["X_senca"], back.obsm["X_senca"], rtol=1e-5, atol=1e-5)
