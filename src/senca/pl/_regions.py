@@ -106,7 +106,7 @@ def regions(
     if title is not None:
         kw["title"] = title
     if len(colors) > 1:
-        kw.setdefault("wspace", 0.45)
+        kw.setdefault("wspace", 0.25)
     kw.update(kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 
-def majority_refine(codes: np.ndarray, neighbors: np.ndarray) -> np.ndarray:
+def majority_refine(codes: np.ndarray, neighbors: np.ndarray, max_iter: int = 10) -> np.ndarray:
     """Relabel each spot whose label disagrees with most of its spatial neighbours to their majority label.
 
-    One simultaneous pass (every spot looks at the labels *before* refinement, so the result does not
-    depend on the order of spots), as in SpaGCN's refinement: spot ``i`` with neighbours ``N(i)`` (itself
+    Each pass is simultaneous (every spot looks at the labels of the previous pass, so the result does
+    not depend on the order of spots), with SpaGCN's rule: spot ``i`` with neighbours ``N(i)`` (itself
     excluded, ``k = |N(i)|``) takes label ``m`` when fewer than ``k / 2`` of its neighbours share its own
-    label and more than ``k / 2`` carry label ``m``.
+    label and more than ``k / 2`` carry label ``m``. Passes repeat until no label changes (at most
+    ``max_iter``), so that a spot whose neighbours were themselves relabelled is handled too.
 
     Parameters
     ----------
@@ -19,6 +20,8 @@ def majority_refine(codes: np.ndarray, neighbors: np.ndarray) -> np.ndarray:
         ``(n_obs,)`` integer labels in ``0..K-1``.
     neighbors
         ``(n_obs, k)`` row indices of each spot's neighbours, the spot itself *not* included.
+    max_iter
+        Maximum number of passes (1 = SpaGCN's single pass).
 
     Returns
     -------
@@ -39,11 +42,15 @@ def majority_refine(codes: np.ndarray, neighbors: np.ndarray) -> np.ndarray:
     if k == 0:
         return codes.copy()
     n_labels = int(codes.max()) + 1
-    counts = np.zeros((n, n_labels), dtype=np.int64)
-    np.add.at(counts, (np.repeat(np.arange(n), k), codes[neighbors].ravel()), 1)
-    own = counts[np.arange(n), codes]
-    top = counts.argmax(1)
-    change = (own < k / 2) & (counts[np.arange(n), top] > k / 2)
+    rows = np.repeat(np.arange(n), k)
     out = codes.copy()
-    out[change] = top[change]
+    for _ in range(max(1, int(max_iter))):
+        counts = np.zeros((n, n_labels), dtype=np.int64)
+        np.add.at(counts, (rows, out[neighbors].ravel()), 1)
+        own = counts[np.arange(n), out]
+        top = counts.argmax(1)
+        change = (own < k / 2) & (counts[np.arange(n), top] > k / 2)
+        if not change.any():
+            break
+        out[change] = top[change]
     return out

@@ -51,7 +51,8 @@ def regions(
 
     With ``refine=True`` a spot whose label disagrees with most of its ``n_neighbors`` nearest spatial
     neighbours (fewer than half share its label, more than half share another) takes the majority
-    label (one simultaneous pass; neighbours never cross samples when ``sample_key`` is given).
+    label (simultaneous passes repeated until stable, at most 10; neighbours never cross samples when
+    ``sample_key`` is given).
     Regions are then numbered ``"0"``, ``"1"``, ... by decreasing size.
 
     Parameters
@@ -105,8 +106,9 @@ def regions(
       mixture). ``"kmeans"``: the posterior of that region under an isotropic Gaussian around each
       centroid with the pooled within-cluster variance (a soft k-means assignment). ``"leiden"``: the
       weighted fraction of the spot's neighbours in the clustering graph that carry the same label;
-    - ``adata.uns[key_added]``: ``{"params": {...}}`` with every argument and the number of regions
-      actually found, plus, when the number was chosen by BIC, ``"bic": {"n_regions": array,
+    - ``adata.uns[key_added]``: ``{"params": {...}}`` with the arguments, the number of regions actually
+      found (``"n_regions"``), the number asked for (``"n_regions_requested"``, ``-1`` when chosen
+      automatically) and, for Leiden, the resolution used; plus, when the number was chosen by BIC, ``"bic": {"n_regions": array,
       "bic": array}`` (scikit-learn's sign convention: lower is better; mclust reports ``-BIC``).
 
     Examples
