@@ -167,6 +167,14 @@ def fetch(
                 downloader=pooch.HTTPDownloader(timeout=60, progressbar=False),
             )
             return Path(got)
+        except ValueError as e:  # pooch: the downloaded file does not match the registered hash (and is removed)
+            if "hash" not in str(e).lower():
+                raise
+            raise ValueError(
+                f"Downloaded {url} does not match its registered sha256 {entry[0]} (corrupt transfer or changed "
+                f"file); nothing was kept in the cache. Retry, or place a verified copy under $SENCA_DATA_DIR/{path}. "
+                f"Details: {e}"
+            ) from e
         except Exception as e:  # noqa: BLE001 - reported in the error below, with every other place looked
             lookup.places.append(f"download: {url} (failed: {type(e).__name__}: {e})")
     if raise_missing:

@@ -148,15 +148,14 @@ def _load_image(path: Path, section: str, resolution: str) -> tuple[np.ndarray, 
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             w, h = im.size
             if path.suffix.lower() == ".png":  # an app PNG: already downscaled from the full-res frame
-                arr = np.asarray(im.convert("RGB"))
-                return arr, w / full_w
+                return np.asarray(im if im.mode == "RGB" else im.convert("RGB")), w / full_w
             if (w, h) != (full_w, full_h):
                 raise ValueError(
                     f"{path} is {w} x {h} px but the full-resolution image of {section} is {full_w} x {full_h} px "
                     "(app/data/dims.list); spot coordinates would not match. Use the original JPEG."
                 )
             if resolution == "fullres":
-                return np.asarray(im.convert("RGB")), 1.0
+                return np.asarray(im if im.mode == "RGB" else im.convert("RGB")), 1.0
             # decode at a JPEG-native reduction (1/2, 1/4, 1/8) >= the target size, then resample exactly
             im.draft("RGB", (_HIRES_WIDTH, round(h * _HIRES_WIDTH / w)))
             out_h = round(h * _HIRES_WIDTH / w)
