@@ -1,5 +1,6 @@
 """scvi-tools modules (tensors only): the networks and their losses."""
 
 from ._senca import SENCAModule
+from ._spacrd import SpaCRDModule
 
-__all__ = ["SENCAModule"]
+__all__ = ["SENCAModule", "SpaCRDModule"]

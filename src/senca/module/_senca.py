@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -29,7 +31,8 @@ class SENCAModule(BaseModuleClass):
        functional contrast ``delta_i = t^g_i - sum_{j != i} a^h_ij t^g_j`` with ``a^h`` the attention of
        ``t^h_i`` over the neighbours' ``t^h_j`` (who looks alike in H&E);
     4. ``z_i = LayerNorm(W [t^g_i, t^h_i, c^{g<-h}_i, c^{h<-g}_i, delta_i])``;
-    5. loss: negative-binomial likelihood of the counts (observed library size) and Gaussian
+    5. loss: negative-binomial likelihood of the counts (observed library size; by default the
+       neighbourhood's summed counts, see ``reconstruct``) and Gaussian
        reconstruction of the standardised features, each averaged per feature, plus a symmetric
        InfoNCE between ``t^g_i`` and ``t^h_i``.
 
@@ -61,6 +64,10 @@ class SENCAModule(BaseModuleClass):
         InfoNCE temperature.
     image_mean, image_std
         Per-feature statistics used to standardise the histology features (stored as buffers).
+    reconstruct
+        ``"neighborhood"`` (default): decode the neighbourhood's summed counts and mean histology
+        features, which makes ``z`` describe the local tissue rather than per-spot noise; ``"spot"``:
+        decode the spot's own counts and features.
 
     Examples
     --------
@@ -88,8 +95,12 @@ class SENCAModule(BaseModuleClass):
         temperature: float = 0.1,
         image_mean: np.ndarray | None = None,
         image_std: np.ndarray | None = None,
+        reconstruct: Literal["neighborhood", "spot"] = "neighborhood",
     ):
         super().__init__()
+        if reconstruct not in ("neighborhood", "spot"):
+            raise ValueError(f"reconstruct must be 'neighborhood' or 'spot', got {reconstruct!r}.")
+        self.reconstruct = reconstruct
         self.n_genes, self.n_image, self.n_expression = int(n_genes), int(n_image), int(n_expression)
         self.n_latent = int(n_latent)
         self.gene_weight, self.image_weight = float(gene_weight), float(image_weight)
@@ -146,7 +157,8 @@ class SENCAModule(BaseModuleClass):
         k = tg.shape[1]
         self_mask = torch.zeros(k, dtype=torch.bool, device=tg.device)
         self_mask[0] = k > 1  # the contrast looks at the *other* spots; a lone spot keeps itself
-        out: dict[str, torch.Tensor] = {"tg": tg_i, "library": library[:, 0]}
+        nbhd = self.reconstruct == "neighborhood"
+        out: dict[str, torch.Tensor] = {"tg": tg_i, "library": library.sum(1) if nbhd else library[:, 0]}
         if self.n_image > 0:
             if h_nbr is None:
                 raise ValueError("This SENCA module was built with histology features but got none (h_nbr).")
@@ -158,7 +170,7 @@ class SENCAModule(BaseModuleClass):
             ctx, a_c = self.attn_contrast(th_i, th, values=tg, mask=self_mask)
             delta = tg_i - ctx
             fused = torch.cat([tg_i, th_i, c_gh, c_hg, delta], dim=-1)
-            out.update(th=th_i, h=h_std[:, 0], attention_image=a_hg)
+            out.update(th=th_i, h=h_std.mean(1) if nbhd else h_std[:, 0], attention_image=a_hg)
         else:
             c_gh, a_gh = self.attn_gene(tg_i, tg)  # gene-to-gene
             ctx, a_c = self.attn_contrast(tg_i, tg, values=tg, mask=self_mask)
@@ -186,7 +198,8 @@ class SENCAModule(BaseModuleClass):
 
     def loss(self, tensors: dict, inference_outputs: dict, generative_outputs: dict) -> LossOutput:
         """Weighted per-feature-averaged reconstruction losses plus the InfoNCE term."""
-        x = tensors[neighbor_key(REGISTRY_KEYS.X_KEY)][:, 0]
+        x_nbr = tensors[neighbor_key(REGISTRY_KEYS.X_KEY)]
+        x = x_nbr.sum(1) if self.reconstruct == "neighborhood" else x_nbr[:, 0]
         nb = -generative_outputs["px"].log_prob(x).mean(-1)
         recon = self.gene_weight * nb
         metrics = {"nb_loss": nb.mean()}

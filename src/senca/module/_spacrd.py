@@ -200,7 +200,7 @@ class SpaCRDModule(BaseModuleClass):
         }
 
     def _get_generative_input(self, tensors, inference_outputs):
-        return {"z": inference_outputs["z"]}
+        return {"z": inference_outputs.get("z")}
 
     @auto_move_data
     def inference(self, x, h=None, hmask=None) -> dict:

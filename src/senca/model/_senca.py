@@ -1,0 +1,581 @@
+"""SENCA as an scvi-tools model: setup, training, embedding, attention and discordance."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from anndata import AnnData
+from scvi.data import AnnDataManager
+from scvi.data.fields import LayerField, ObsmField
+from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
+
+from senca._utils import set_seed
+from senca.data import (
+    DEFAULT_NEIGHBORS_OBSM_KEY,
+    REGISTRY_KEYS,
+    NeighborhoodDataLoader,
+    NeighborhoodDataSplitter,
+)
+from senca.module import SENCAModule
+from senca.pp import knn_index
+
+logger = logging.getLogger(__name__)
+
+_NO_IMAGE_WARNING = (
+    "SENCA was set up without histology features (image_key=None): it runs in expression-only mode, "
+    "with gene-to-gene neighbourhood attention (expression + space). Pass image_key= (e.g. the output of "
+    "senca.im.extract_features, adata.obsm['X_histology']) to use the H&E."
+)
+
+
+def default_max_epochs(n_obs: int) -> int:
+    """Default number of training epochs: 300 up to 1,000 spots, then fewer so that work stays bounded.
+
+    Parameters
+    ----------
+    n_obs
+        Number of spots.
+
+    Returns
+    -------
+    ``clip(round(300 * 1000 / n_obs), 10, 300)``.
+
+    Examples
+    --------
+    >>> from senca.model._senca import default_max_epochs
+    >>> default_max_epochs(700), default_max_epochs(4000), default_max_epochs(500_000)
+    (300, 75, 10)
+    """
+    return int(np.clip(round(300 * 1000 / max(int(n_obs), 1)), 10, 300))
+
+
+def _table_of(data, cls=None) -> AnnData:
+    """Return the AnnData to use: ``data`` itself, or the set-up table of a SpatialData object."""
+    if data is None or isinstance(data, AnnData):
+        return data
+    tables = getattr(data, "tables", None)
+    if tables is None:
+        raise TypeError(f"Expected an AnnData or a SpatialData object, got {type(data).__name__}.")
+    if cls is not None:
+        for table in tables.values():
+            if cls._get_most_recent_anndata_manager(table, required=False) is not None:
+                return table
+    if len(tables) == 1:
+        return next(iter(tables.values()))
+    raise ValueError(
+        f"Cannot tell which table of this SpatialData to use ({list(tables)}); call "
+        "SENCA.setup_spatialdata(sdata, table_key=...) first, or pass sdata.tables[table_key]."
+    )
+
+
+def _check_finite(x, what: str) -> None:
+    data = x.data if sp.issparse(x) else np.asarray(x)
+    if not np.issubdtype(data.dtype, np.number):
+        raise TypeError(f"{what} must be numeric, got dtype {data.dtype}.")
+    if not np.isfinite(data).all():
+        raise ValueError(f"{what} contains NaN or infinite values; remove or impute those spots first.")
+
+
+class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
+    """SENCA: Shared Encoder with Neighbourhood Cross-Attention for unsupervised tissue regions.
+
+    Each spot is embedded from its spatial neighbourhood: a gene head and an image head feed one
+    shared encoder, multi-head cross-attention runs both ways over the k nearest spots of the same
+    sample, and a functional-contrast term ``delta_i`` marks spots whose expression differs from the
+    neighbours that look alike in H&E. The embedding ``z`` (``get_latent_representation``) is trained to
+    reconstruct both modalities (negative-binomial counts, Gaussian histology features) plus a small
+    InfoNCE alignment term. Cluster it with :func:`senca.tl.regions`. See DESIGN.md §3.
+
+    Parameters
+    ----------
+    adata
+        AnnData set up with :meth:`setup_anndata`, or a SpatialData set up with :meth:`setup_spatialdata`.
+    registry
+        Used by :meth:`load` to rebuild a model without data; leave ``None``.
+    n_latent
+        Width of the embedding.
+    n_hidden
+        Token width and hidden width.
+    n_heads
+        Attention heads (must divide ``n_hidden``).
+    n_layers
+        Hidden layers of the modality heads and decoders.
+    dropout
+        Dropout rate.
+    gene_weight, image_weight, infonce_weight
+        Loss weights: count likelihood, histology reconstruction (both averaged per feature), InfoNCE.
+    temperature
+        InfoNCE temperature.
+    **module_kwargs
+        Further arguments of :class:`senca.module.SENCAModule`.
+
+    Examples
+    --------
+    >>> import senca
+    >>> adata = senca.datasets.synthetic(n_spots=300, seed=0)
+    >>> senca.model.SENCA.setup_anndata(adata, layer="counts", image_key="X_histology")
+    >>> model = senca.model.SENCA(adata, n_latent=8)
+    >>> model.train(max_epochs=2, seed=0, enable_progress_bar=False)
+    >>> model.get_latent_representation().shape
+    (300, 8)
+    """
+
+    _module_cls = SENCAModule
+    _data_splitter_cls = NeighborhoodDataSplitter
+    _data_loader_cls = NeighborhoodDataLoader
+
+    def __init__(
+        self,
+        adata: AnnData | None = None,
+        registry: dict | None = None,
+        n_latent: int = 32,
+        n_hidden: int = 128,
+        n_heads: int = 4,
+        n_layers: int = 1,
+        dropout: float = 0.1,
+        gene_weight: float = 1.0,
+        image_weight: float = 1.0,
+        infonce_weight: float = 0.1,
+        temperature: float = 0.1,
+        **module_kwargs,
+    ):
+        adata = _table_of(adata, type(self))
+        super().__init__(adata, registry)
+        stats = self.summary_stats
+        n_image = int(stats.get(f"n_{REGISTRY_KEYS.IMAGE_KEY}", 0))
+        n_expression = int(stats.get(f"n_{REGISTRY_KEYS.EXPRESSION_KEY}", 0))
+        image_mean = image_std = None
+        if n_image > 0 and self.adata_manager is not None:
+            h = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.IMAGE_KEY), dtype=np.float64)
+            image_mean, image_std = h.mean(0), h.std(0)
+        if n_image == 0:
+            warnings.warn(_NO_IMAGE_WARNING, UserWarning, stacklevel=2)
+        self.module = self._module_cls(
+            n_genes=int(stats["n_vars"]),
+            n_image=n_image,
+            n_expression=n_expression,
+            n_latent=n_latent,
+            n_hidden=n_hidden,
+            n_heads=n_heads,
+            n_layers=n_layers,
+            dropout=dropout,
+            gene_weight=gene_weight,
+            image_weight=image_weight,
+            infonce_weight=infonce_weight,
+            temperature=temperature,
+            image_mean=image_mean,
+            image_std=image_std,
+            **module_kwargs,
+        )
+        self._model_summary_string = (
+            f"SENCA: n_genes {stats['n_vars']}, histology features {n_image or 'none (expression only)'}, "
+            f"neighbours {stats.get(f'n_{REGISTRY_KEYS.NEIGHBOR_KEY}')}, n_latent {n_latent}, n_hidden {n_hidden}, "
+            f"n_heads {n_heads}"
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    # ------------------------------------------------------------------ setup
+    @classmethod
+    def setup_anndata(
+        cls,
+        adata: AnnData,
+        layer: str | None = None,
+        image_key: str | None = None,
+        spatial_key: str = "spatial",
+        sample_key: str | None = None,
+        n_neighbors: int = 6,
+        expression_key: str | None = None,
+        neighbors_key: str = DEFAULT_NEIGHBORS_OBSM_KEY,
+        **kwargs,
+    ) -> None:
+        """Register an AnnData with SENCA and compute its within-sample neighbour index.
+
+        Gene selection is the user's job: SENCA models every gene of ``adata``. For a Visium/ST section
+        keep about 3,000 highly variable genes, e.g.
+        ``sc.pp.highly_variable_genes(adata, flavor="seurat_v3", n_top_genes=3000, layer="counts", subset=True)``.
+
+        Parameters
+        ----------
+        adata
+            Spots x genes, raw counts in ``adata.X`` or ``adata.layers[layer]``.
+        layer
+            Layer with the raw counts; ``None`` uses ``adata.X``.
+        image_key
+            ``adata.obsm`` key of per-spot histology features (e.g. ``"X_histology"`` from
+            :func:`senca.im.extract_features`); ``None`` runs the expression-only mode (with a warning).
+        spatial_key
+            ``adata.obsm`` key of the spot coordinates.
+        sample_key
+            ``adata.obs`` column naming the sample/section: neighbours never cross samples.
+        n_neighbors
+            Neighbourhood size k, the spot itself included.
+        expression_key
+            Optional ``adata.obsm`` key of a precomputed expression representation (e.g. a PCA of the
+            log-normalised counts) used as the gene head input instead of log-normalised counts; the
+            counts are still what the model reconstructs.
+        neighbors_key
+            ``adata.obsm`` key where the ``(n_obs, n_neighbors)`` int64 neighbour index (self in column 0)
+            is (re)written; it is owned by SENCA and recomputed on every setup.
+        **kwargs
+            Internal (``source_registry`` when loading a model).
+
+        Returns
+        -------
+        ``None``. Writes ``adata.obsm[neighbors_key]`` and registers the fields.
+
+        Examples
+        --------
+        >>> import senca
+        >>> adata = senca.datasets.synthetic(n_spots=200, seed=0)
+        >>> senca.model.SENCA.setup_anndata(adata, layer="counts", image_key="X_histology", n_neighbors=6)
+        >>> adata.obsm["senca_knn"].shape
+        (200, 6)
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        if not isinstance(adata, AnnData):
+            raise TypeError(
+                f"setup_anndata expects an AnnData, got {type(adata).__name__}; for SpatialData use setup_spatialdata."
+            )
+        n_neighbors = int(n_neighbors)
+        if layer is not None and layer not in adata.layers:
+            raise KeyError(f"adata.layers[{layer!r}] not found (layers: {list(adata.layers)}); pass layer=None for X.")
+        counts = adata.X if layer is None else adata.layers[layer]
+        where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+        _check_finite(counts, where)
+        data = counts.data if sp.issparse(counts) else np.asarray(counts)
+        if data.size and data.min() < 0:
+            raise ValueError(f"{where} has negative values; SENCA needs raw counts (pass layer='counts').")
+        if data.size and not np.array_equal(data, np.round(data)):
+            raise ValueError(
+                f"{where} is not integer counts (normalised or log data?); SENCA models raw counts: pass the "
+                "layer that holds them, e.g. layer='counts'."
+            )
+        for key, what in ((image_key, "image_key"), (expression_key, "expression_key")):
+            if key is None:
+                continue
+            if key not in adata.obsm:
+                raise KeyError(
+                    f"{what}={key!r} is not in adata.obsm (available: {sorted(adata.obsm)}); compute it first "
+                    "(e.g. senca.im.extract_features) or pass None."
+                )
+            feats = adata.obsm[key]
+            if np.ndim(feats) != 2:
+                raise ValueError(f"adata.obsm[{key!r}] must be 2-D (n_obs, n_features), got shape {np.shape(feats)}.")
+            _check_finite(feats, f"adata.obsm[{key!r}]")
+        if spatial_key not in adata.obsm:
+            raise KeyError(
+                f"adata.obsm[{spatial_key!r}] (spot coordinates) not found (available: {sorted(adata.obsm)}); "
+                "pass spatial_key=."
+            )
+        groups = None
+        if sample_key is not None:
+            if sample_key not in adata.obs:
+                raise KeyError(f"adata.obs[{sample_key!r}] not found; pass an existing sample_key or None.")
+            groups = adata.obs[sample_key].astype(str).to_numpy()
+        if adata.n_obs < n_neighbors:
+            raise ValueError(f"adata has {adata.n_obs} spots, fewer than n_neighbors={n_neighbors}; lower n_neighbors.")
+        adata.obsm[neighbors_key] = knn_index(np.asarray(adata.obsm[spatial_key])[:, :2], n_neighbors, groups)
+
+        fields = [
+            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
+            ObsmField(REGISTRY_KEYS.NEIGHBOR_KEY, neighbors_key),
+        ]
+        if image_key is not None:
+            fields.append(ObsmField(REGISTRY_KEYS.IMAGE_KEY, image_key))
+        if expression_key is not None:
+            fields.append(ObsmField(REGISTRY_KEYS.EXPRESSION_KEY, expression_key))
+        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
+        manager.register_fields(adata, **kwargs)
+        cls.register_manager(manager)
+
+    @classmethod
+    def setup_spatialdata(
+        cls,
+        sdata,
+        table_key: str = "table",
+        image_key: str | None = None,
+        layer: str | None = None,
+        spatial_key: str = "spatial",
+        sample_key: str | None = None,
+        n_neighbors: int = 6,
+        **kwargs,
+    ) -> None:
+        """Register the table ``sdata.tables[table_key]`` of a SpatialData object.
+
+        The table must hold the counts, the coordinates in ``obsm[spatial_key]`` and (optionally) the
+        histology features in ``obsm[image_key]`` — :func:`senca.im.extract_features` writes them there.
+        Results written into that table (``obsm``/``obs``) are seen by spatialdata-plot.
+
+        Parameters
+        ----------
+        sdata
+            A :class:`spatialdata.SpatialData`.
+        table_key
+            Name of the table.
+        image_key, layer, spatial_key, sample_key, n_neighbors
+            As in :meth:`setup_anndata` (``image_key`` is a key of the table's ``obsm``).
+        **kwargs
+            Passed to :meth:`setup_anndata`.
+
+        Returns
+        -------
+        ``None``.
+
+        Examples
+        --------
+        >>> import senca
+        >>> sdata = senca.io.to_spatialdata(senca.datasets.synthetic(n_spots=200, image=True))  # doctest: +SKIP
+        >>> senca.model.SENCA.setup_spatialdata(sdata, image_key="X_histology")  # doctest: +SKIP
+        >>> model = senca.model.SENCA(sdata)  # doctest: +SKIP
+        """
+        tables = getattr(sdata, "tables", None)
+        if tables is None:
+            raise TypeError(f"setup_spatialdata expects a SpatialData object, got {type(sdata).__name__}.")
+        if table_key not in tables:
+            raise KeyError(f"sdata.tables[{table_key!r}] not found (tables: {list(tables)}); pass table_key=.")
+        table = tables[table_key]
+        if spatial_key not in table.obsm:
+            raise KeyError(
+                f"sdata.tables[{table_key!r}].obsm[{spatial_key!r}] (spot coordinates) not found; store the spot "
+                "centres there (senca.io.from_spatialdata does) or pass spatial_key=."
+            )
+        cls.setup_anndata(
+            table,
+            layer=layer,
+            image_key=image_key,
+            spatial_key=spatial_key,
+            sample_key=sample_key,
+            n_neighbors=n_neighbors,
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------ training
+    def train(
+        self,
+        max_epochs: int | None = None,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-6,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        seed: int | None = 0,
+        train_size: float = 0.9,
+        early_stopping: bool = True,
+        early_stopping_patience: int = 30,
+        deterministic: bool = True,
+        enable_progress_bar: bool = True,
+        plan_kwargs: dict | None = None,
+        datasplitter_kwargs: dict | None = None,
+        **trainer_kwargs,
+    ) -> None:
+        """Train SENCA on mini-batches of spots with their neighbourhoods.
+
+        Parameters
+        ----------
+        max_epochs
+            Number of epochs; ``None`` uses :func:`default_max_epochs` of the number of spots.
+        batch_size
+            Spots per minibatch (each carries its k neighbours).
+        lr, weight_decay
+            Adam learning rate and weight decay.
+        accelerator, devices
+            Lightning device arguments (``"auto"`` picks a GPU when there is one).
+        seed
+            Seeds Python, numpy, torch, Lightning, the train/validation split and the loader shuffling:
+            the same seed gives the same embedding on CPU. ``None`` leaves the generators alone.
+        train_size
+            Fraction of spots used for training; the rest is the validation split that early
+            stopping watches (``1.0`` disables both).
+        early_stopping
+            Stop when the validation loss has not improved for ``early_stopping_patience`` epochs.
+        early_stopping_patience
+            Patience in epochs.
+        deterministic
+            Ask Lightning/torch for deterministic algorithms (bit-identical CPU runs).
+        enable_progress_bar
+            Show a progress bar.
+        plan_kwargs
+            Extra arguments of :class:`scvi.train.TrainingPlan`.
+        datasplitter_kwargs
+            Extra arguments of :class:`senca.data.NeighborhoodDataSplitter`.
+        **trainer_kwargs
+            Extra arguments of :class:`scvi.train.Trainer` (Lightning).
+
+        Returns
+        -------
+        ``None``; the loss curves are in ``model.history``.
+
+        Examples
+        --------
+        >>> import senca
+        >>> adata = senca.datasets.synthetic(n_spots=300, seed=0)
+        >>> senca.model.SENCA.setup_anndata(adata, layer="counts", image_key="X_histology")
+        >>> model = senca.model.SENCA(adata)
+        >>> model.train(max_epochs=2, seed=0, enable_progress_bar=False)
+        >>> "train_loss_epoch" in model.history
+        True
+        """
+        if seed is not None:
+            import scvi
+
+            set_seed(seed)
+            scvi.settings.seed = int(seed)
+        if max_epochs is None:
+            max_epochs = default_max_epochs(self.adata.n_obs)
+        train_size = float(train_size)
+        if train_size >= 1.0:
+            train_size, early_stopping = 1.0, False
+        plan_kwargs = {"lr": lr, "weight_decay": weight_decay, **(plan_kwargs or {})}
+        trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
+        trainer_kwargs.setdefault("early_stopping_monitor", "elbo_validation")
+        trainer_kwargs.setdefault("deterministic", deterministic)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+            warnings.filterwarnings("ignore", message=".*litlogger.*")
+            super().train(
+                max_epochs=int(max_epochs),
+                accelerator=accelerator,
+                devices=devices,
+                train_size=train_size,
+                batch_size=batch_size,
+                early_stopping=early_stopping,
+                enable_progress_bar=enable_progress_bar,
+                plan_kwargs=plan_kwargs,
+                datasplitter_kwargs=datasplitter_kwargs,
+                **trainer_kwargs,
+            )
+        self.module.eval()
+
+    # ------------------------------------------------------------------ outputs
+    @torch.inference_mode()
+    def _collect(
+        self,
+        keys: Sequence[str],
+        adata=None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+    ) -> dict[str, np.ndarray]:
+        self._check_if_trained(warn=True)
+        adata = self._validate_anndata(_table_of(adata, type(self)))
+        loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+        was_training = self.module.training
+        self.module.eval()
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+        for tensors in loader:
+            out = self.module.inference(**self.module._get_inference_input(tensors))
+            for k in keys:
+                parts[k].append(out[k].detach().cpu().numpy())
+        self.module.train(was_training)
+        return {k: np.concatenate(v) for k, v in parts.items()}
+
+    def get_latent_representation(
+        self, adata=None, indices: Sequence[int] | None = None, batch_size: int | None = None
+    ) -> np.ndarray:
+        """The SENCA embedding ``z`` of each spot.
+
+        Parameters
+        ----------
+        adata
+            AnnData (or SpatialData) with the same genes (and feature key) as the training data; ``None``
+            uses the training data. New data is set up from the model's registry (its own neighbour
+            index is computed), so a model trained on one section embeds another.
+        indices
+            Rows to embed (default: all).
+        batch_size
+            Spots per minibatch.
+
+        Returns
+        -------
+        ``(n_obs, n_latent)`` float32 array; store it e.g. as ``adata.obsm["X_senca"]``.
+
+        Examples
+        --------
+        >>> import senca
+        >>> adata = senca.datasets.synthetic(n_spots=300, seed=0)
+        >>> senca.model.SENCA.setup_anndata(adata, layer="counts", image_key="X_histology")
+        >>> model = senca.model.SENCA(adata, n_latent=8)
+        >>> model.train(max_epochs=2, enable_progress_bar=False)
+        >>> adata.obsm["X_senca"] = model.get_latent_representation()
+        """
+        return self._collect(["z"], adata, indices, batch_size)["z"]
+
+    def get_attention(
+        self,
+        adata=None,
+        direction: Literal["gene", "image", "contrast"] = "gene",
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Neighbourhood attention weights, averaged over heads.
+
+        Parameters
+        ----------
+        adata
+            As in :meth:`get_latent_representation`.
+        direction
+            ``"gene"``: the spot's gene token attending over its neighbours' histology tokens (over their
+            gene tokens without an image); ``"image"``: the histology token attending over the neighbours'
+            gene tokens (needs an image); ``"contrast"``: the histology-similarity weights ``a^h_ij`` that
+            define the functional contrast (column 0, the spot itself, is 0).
+        indices, batch_size
+            As in :meth:`get_latent_representation`.
+
+        Returns
+        -------
+        ``(n_obs, n_neighbors)`` array whose rows sum to 1; column ``j`` refers to the neighbour in
+        ``adata.obsm["senca_knn"][:, j]`` (column 0 is the spot itself).
+
+        Examples
+        --------
+        >>> import senca
+        >>> adata = senca.datasets.synthetic(n_spots=300, seed=0)
+        >>> senca.model.SENCA.setup_anndata(adata, layer="counts", image_key="X_histology")
+        >>> model = senca.model.SENCA(adata)
+        >>> model.train(max_epochs=2, enable_progress_bar=False)
+        >>> model.get_attention().shape
+        (300, 6)
+        """
+        key = {"gene": "attention", "image": "attention_image", "contrast": "contrast_attention"}.get(direction)
+        if key is None:
+            raise ValueError(f"direction must be 'gene', 'image' or 'contrast', got {direction!r}.")
+        if key == "attention_image" and self.module.n_image == 0:
+            raise ValueError("direction='image' needs histology features; this model was set up with image_key=None.")
+        return self._collect([key], adata, indices, batch_size)[key]
+
+    def get_discordance(
+        self, adata=None, indices: Sequence[int] | None = None, batch_size: int | None = None
+    ) -> np.ndarray:
+        """Functional-contrast magnitude ``|delta_i|`` of each spot.
+
+        ``delta_i = t^g_i - sum_{j != i} a^h_ij t^g_j``: the spot's expression token minus the expression
+        of the neighbours that look most like it in H&E. Large values mark spots that are structurally
+        similar to their neighbours but functionally different. :func:`senca.tl.discordance` stores it
+        in ``adata.obs["senca_discordance"]``.
+
+        Parameters
+        ----------
+        adata, indices, batch_size
+            As in :meth:`get_latent_representation`.
+
+        Returns
+        -------
+        ``(n_obs,)`` non-negative float32 array.
+
+        Examples
+        --------
+        >>> import senca
+        >>> adata = senca.datasets.synthetic(n_spots=300, seed=0)
+        >>> senca.model.SENCA.setup_anndata(adata, layer="counts", image_key="X_histology")
+        >>> model = senca.model.SENCA(adata)
+        >>> model.train(max_epochs=2, enable_progress_bar=False)
+        >>> model.get_discordance().shape
+        (300,)
+        """
+        return self._collect(["discordance"], adata, indices, batch_size)["discordance"]
