@@ -1,0 +1,81 @@
+"""Smoke tests of the benchmark scripts (benchmarks/): isolated runs, the her2st region protocol, scaling, report."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks import _common, report, scaling  # noqa: E402
+from benchmarks import regions as bregions  # noqa: E402
+
+
+def test_run_isolated_measures_the_child_not_the_parent():
+    """A child that builds a 300-spot synthetic tissue reports its own time and its own peak memory."""
+    res = _common.run_isolated("benchmarks.scaling:generate", {"n_spots": 300, "path": "x.h5ad"}, timeout=120)
+    assert "error" not in res, res
+    assert res["n_obs"] == 300
+    assert 50 < res["peak_rss_mb"] < 4000  # a real process with numpy/anndata loaded, not 0, not the parent's
+    assert res["process_s"] >= res["wall_s"] > 0
+    assert res["versions"]["numpy"] == np.__version__
+    bad = _common.run_isolated("benchmarks.scaling:generate", {"n_spots": 300}, timeout=120)  # missing argument
+    assert "error" in bad and "path" in bad["error"]
+
+
+def test_protocol_helpers():
+    truth = ["a", "a", "b", "b", "undetermined", "c", None]
+    assert _common.n_regions_of(truth) == 3
+    s = _common.scores(["a", "a", "b", "b", "undetermined"], [0, 0, 1, 1, 1])
+    assert s["ari"] == pytest.approx(1.0)  # the undetermined spot is left out
+    s = _common.scores(["a", "a", "b", "b"], [0, 1, 0, 1])
+    assert s["ari"] < 0.1
+    assert _common.fmt_mean_std([0.1, 0.3]) == "0.200 ± 0.141"
+    assert _common.fmt_mean_std([0.25]) == "0.250"
+
+
+def test_regions_quick_on_a1_caches_and_reports(senca_data_dir, tmp_path):
+    """The documented smoke command on real data: A1, one seed, the smoothed-PCA baseline; reruns hit the cache."""
+    out = tmp_path / "runs"
+    args = ["--quick", "--methods", "smoothed_pca", "--out", str(out), "--no-report"]
+    assert bregions.main(args) == 0
+    f = out / "smoothed_pca__A1__seed0.json"
+    run = json.loads(f.read_text())
+    assert "error" not in run, run
+    assert run["n_regions"] == 5  # A1: 6 pathologist classes present, "undetermined" excluded
+    assert run["n_found"] <= 5
+    assert len(run["labels"]) == len(run["spots"]) == 346
+    assert run["ari"] > 0.1  # spatial smoothing recovers the A1 regions far above chance (about 0.27-0.31)
+    assert run["peak_rss_mb"] > 100
+    mtime = f.stat().st_mtime
+    assert bregions.main(args) == 0  # cached: not rerun
+    assert f.stat().st_mtime == mtime
+    agg = report.aggregate_regions(report.load_runs(out))
+    md = report.regions_markdown(agg)
+    assert "spatially smoothed PCA + EEE GMM" in md
+    assert f"{run['ari']:.3f}" in md
+
+
+def test_scaling_fit_and_features_in_process(tmp_path):
+    """The scaling children on a tiny tissue: epoch timing from minibatch times, latent, histology throughput."""
+    pytest.importorskip("senca.model")
+    path = tmp_path / "syn.h5ad"
+    gen = scaling.generate(300, str(path))
+    assert gen["n_obs"] == 300 and path.exists()
+    fit = scaling.fit(str(path), max_epochs=1)
+    assert fit["epochs"] == 1
+    assert fit["batches_timed"] == fit["batches_per_epoch"] == 3  # ceil(0.9 * 300 / 128)
+    assert fit["epoch_s_median"] > 0 and fit["latent_s"] > 0
+    feat = scaling.features(200)
+    assert feat["n_obs"] == 200 and feat["spots_per_s"] > 0 and feat["n_features"] > 0
+    assert scaling.exponent([1e3, 1e4, 1e5], [1.0, 10.0, 100.0]) == pytest.approx(1.0)
+    out = {"quick": True, "n_genes": 200, "n_histology": 32, "features": {**feat, "peak_rss_mb": 500.0},
+           "rows": [{"n_spots": 300, "generate": {**gen, "peak_rss_mb": 400.0}, "fit": {**fit, "peak_rss_mb": 600.0}}],
+           "exponent_epoch": None}
+    md = scaling.markdown(out)
+    assert "| 300 |" in md and "spots/s" in md
