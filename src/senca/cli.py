@@ -252,6 +252,88 @@ def _region_scores(truth: Any, pred: Any, drop: tuple[str, ...] = ()) -> dict[st
 
 
 @app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output directory.")] = Path("senca_demo"),
+    section: Annotated[
+        str, typer.Option("--section", metavar="NAME", help="her2st section with pathologist labels.")
+    ] = "A1",
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir", metavar="DIR", help="Folder with her2st/ (default: $SENCA_DATA_DIR).", show_default=False
+        ),
+    ] = None,
+    n_regions: Annotated[
+        int | None,
+        typer.Option("--n-regions", "-k", metavar="K", min=1, help="[default: the number of pathologist classes]"),
+    ] = None,
+    max_epochs: MaxEpochsOpt = None,
+    seed: SeedOpt = 0,
+    accelerator: AccelOpt = "auto",
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Run SENCA on a her2st section end to end.
+
+    Loads the section with its H&E image, computes histology features, trains SENCA, calls regions, writes
+    OUT/her2st_<SECTION>_senca.h5ad and a PNG of the regions over the H&E beside the pathologist's, and prints the
+    ARI against the pathologist (spots labelled 'undetermined' excluded).
+    """
+    with _user_errors():
+        data_dir = data_dir or (Path(os.environ["SENCA_DATA_DIR"]) if os.environ.get("SENCA_DATA_DIR") else None)
+        if data_dir is None:
+            raise CLIError("no data folder: pass --data-dir DIR or set SENCA_DATA_DIR (the folder holding her2st/)")
+        if not (data_dir / "her2st").is_dir():
+            raise CLIError(f"{str(data_dir)!r} has no her2st/ folder; pass --data-dir pointing at the data folder")
+        os.environ["SENCA_DATA_DIR"] = str(data_dir)
+        h5ad_path = check_output(out / f"her2st_{section}_senca.h5ad", overwrite=overwrite)
+        png_path = out / f"her2st_{section}_regions.png"
+        if png_path.exists() and not overwrite:
+            raise CLIError(f"output {str(png_path)!r} already exists; pass --overwrite to replace it")
+
+        import senca
+
+        with _step(f"loading her2st {section} with its H&E image"):
+            adata = senca.datasets.her2st(section, image="hires")
+        _say(f"{adata.n_obs} spots x {adata.n_vars} genes")
+        if "pathologist" not in adata.obs:
+            raise CLIError(f"her2st {section} has no pathologist labels; use A1, B1, C1 or D1 with an image (A1)")
+        truth = adata.obs["pathologist"].astype(str)
+        if n_regions is None:
+            n_regions = int(truth[~truth.isin(["undetermined", "nan"])].nunique())
+        image_key = _ensure_histology(adata, "X_histology", no_image=False)
+        model = _train_senca(
+            adata,
+            layer=_resolve_layer(adata, None),
+            image_key=image_key,
+            spatial_key="spatial",
+            sample_key=None,
+            n_neighbors=6,
+            n_latent=32,
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            seed=seed,
+        )
+        adata.obsm["X_senca"] = model.get_latent_representation()
+        from senca.tl import regions as call_regions
+
+        with _step(f"calling {n_regions} regions (GMM + refinement)"):
+            call_regions(adata, n_regions=n_regions, use_rep="X_senca", key_added="senca_region", seed=seed)
+        scores = _region_scores(truth, adata.obs["senca_region"], drop=("undetermined",))
+        with _step(f"writing {h5ad_path}"):
+            write_output(None, adata, h5ad_path)
+        with _step(f"drawing {png_path}"):
+            from senca._cli._plot import regions_figure
+
+            fig = regions_figure(adata, ["pathologist", "senca_region"], title=f"her2st {section}")
+            atomic_savefig(fig, png_path, dpi=150, bbox_inches="tight")
+        typer.echo(
+            f"her2st {section}: ARI {scores['ari']:.3f}, NMI {scores.get('nmi', float('nan')):.3f} "
+            f"(SENCA, {n_regions} regions, vs pathologist, 'undetermined' spots excluded)"
+        )
+        _say(f"wrote {h5ad_path} and {png_path}")
+
+
+@app.command()
 def features(
     input: Annotated[
         Path, typer.Argument(metavar="INPUT", help="Input .h5ad or .zarr with an H&E image.", show_default=False)
@@ -267,7 +349,10 @@ def features(
     seed: SeedOpt = 0,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Compute per-spot histology features from the H&E image into obsm[KEY_ADDED]."""
+    """Histology features per spot from the H&E image.
+
+    Writes obsm[KEY_ADDED] (default X_histology), read by `senca regions` and `senca detect`.
+    """
     with _user_errors():
         inp = check_input(input)
         out = check_output(output, [inp], overwrite)
@@ -337,7 +422,12 @@ def regions(
     accelerator: AccelOpt = "auto",
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Find tissue regions with SENCA (expression + H&E + space) and write them to obs[KEY_ADDED]."""
+    """Tissue regions with SENCA from expression, H&E and space.
+
+    Trains SENCA on raw counts and histology features, writes its embedding to obsm[LATENT_KEY] and the regions
+    to obs[KEY_ADDED]. Without features in obsm[IMAGE_KEY] they are computed from the H&E image; with --no-image
+    SENCA uses expression and space only.
+    """
     with _user_errors():
         inp = check_input(input)
         out = check_output(output, [inp], overwrite)
@@ -436,7 +526,12 @@ def detect(
     accelerator: AccelOpt = "auto",
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Train SpaCRD on labelled sections and score cancer in a new one: obs['spacrd_score'], obs['spacrd_cancer']."""
+    """Cancer spots in a new section with SpaCRD.
+
+    Trains SpaCRD on labelled sections (genes shared by all of them) and scores the target: obs['spacrd_score']
+    in [0, 1] and obs['spacrd_cancer'] (Gaussian-mixture threshold, no labels used). If the target carries
+    labels under --labels-key, AUC/AP/F1 are printed.
+    """
     with _user_errors():
         train_paths = [check_input(p) for p in [*train, *(more_train or [])]]
         tgt = check_input(target)
@@ -532,83 +627,6 @@ def _binary_labels(labels: Any, positive: list[str] | None, path: Path) -> Any:
             "say which mean cancer with --positive VALUE"
         )
     return pd.Series(np.isin(labels.astype(str).str.lower(), ["1", "true", "1.0"]), index=labels.index)
-
-
-@app.command()
-def demo(
-    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Output directory.")] = Path("senca_demo"),
-    section: Annotated[
-        str, typer.Option("--section", metavar="NAME", help="her2st section with pathologist labels.")
-    ] = "A1",
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--data-dir", metavar="DIR", help="Folder with her2st/ (default: $SENCA_DATA_DIR).", show_default=False
-        ),
-    ] = None,
-    n_regions: Annotated[
-        int | None,
-        typer.Option("--n-regions", "-k", metavar="K", min=1, help="[default: the number of pathologist classes]"),
-    ] = None,
-    max_epochs: MaxEpochsOpt = None,
-    seed: SeedOpt = 0,
-    accelerator: AccelOpt = "auto",
-    overwrite: OverwriteOpt = False,
-) -> None:
-    """Run SENCA end to end on her2st section A1: H&E features, regions, an .h5ad, a PNG and the ARI."""
-    with _user_errors():
-        data_dir = data_dir or (Path(os.environ["SENCA_DATA_DIR"]) if os.environ.get("SENCA_DATA_DIR") else None)
-        if data_dir is None:
-            raise CLIError("no data folder: pass --data-dir DIR or set SENCA_DATA_DIR (the folder holding her2st/)")
-        if not (data_dir / "her2st").is_dir():
-            raise CLIError(f"{str(data_dir)!r} has no her2st/ folder; pass --data-dir pointing at the data folder")
-        os.environ["SENCA_DATA_DIR"] = str(data_dir)
-        h5ad_path = check_output(out / f"her2st_{section}_senca.h5ad", overwrite=overwrite)
-        png_path = out / f"her2st_{section}_regions.png"
-        if png_path.exists() and not overwrite:
-            raise CLIError(f"output {str(png_path)!r} already exists; pass --overwrite to replace it")
-
-        import senca
-
-        with _step(f"loading her2st {section} with its H&E image"):
-            adata = senca.datasets.her2st(section, image="hires")
-        _say(f"{adata.n_obs} spots x {adata.n_vars} genes")
-        if "pathologist" not in adata.obs:
-            raise CLIError(f"her2st {section} has no pathologist labels; use A1, B1, C1 or D1 with an image (A1)")
-        truth = adata.obs["pathologist"].astype(str)
-        if n_regions is None:
-            n_regions = int(truth[~truth.isin(["undetermined", "nan"])].nunique())
-        image_key = _ensure_histology(adata, "X_histology", no_image=False)
-        model = _train_senca(
-            adata,
-            layer=_resolve_layer(adata, None),
-            image_key=image_key,
-            spatial_key="spatial",
-            sample_key=None,
-            n_neighbors=6,
-            n_latent=32,
-            max_epochs=max_epochs,
-            accelerator=accelerator,
-            seed=seed,
-        )
-        adata.obsm["X_senca"] = model.get_latent_representation()
-        from senca.tl import regions as call_regions
-
-        with _step(f"calling {n_regions} regions (GMM + refinement)"):
-            call_regions(adata, n_regions=n_regions, use_rep="X_senca", key_added="senca_region", seed=seed)
-        scores = _region_scores(truth, adata.obs["senca_region"], drop=("undetermined",))
-        with _step(f"writing {h5ad_path}"):
-            write_output(None, adata, h5ad_path)
-        with _step(f"drawing {png_path}"):
-            from senca._cli._plot import regions_figure
-
-            fig = regions_figure(adata, ["pathologist", "senca_region"], title=f"her2st {section}")
-            atomic_savefig(fig, png_path, dpi=150, bbox_inches="tight")
-        typer.echo(
-            f"her2st {section}: ARI {scores['ari']:.3f}, NMI {scores.get('nmi', float('nan')):.3f} "
-            f"(SENCA, {n_regions} regions, vs pathologist, 'undetermined' spots excluded)"
-        )
-        _say(f"wrote {h5ad_path} and {png_path}")
 
 
 def main() -> None:

@@ -1,0 +1,181 @@
+"""Sphinx configuration of the senca documentation (scverse style: MyST + myst-nb, book theme).
+
+The build is offline and fast: notebooks are rendered from their stored outputs (never executed), there is no
+intersphinx inventory to fetch, and the command-line reference is generated from ``senca.cli`` at build time.
+Build it with ``docs/build.sh`` (``sphinx-build -W -b html docs docs/_build/html``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import warnings
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+warnings.filterwarnings("ignore", category=SyntaxWarning)
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+# -- project ------------------------------------------------------------------------------------------------
+
+project = "senca"
+author = "senca developers"
+copyright = f"{datetime.now():%Y}, {author}"
+try:
+    release = version("senca")
+except PackageNotFoundError:  # pragma: no cover - docs built from a source tree without install
+    release = "0.0.0"
+version = release
+
+# -- general ------------------------------------------------------------------------------------------------
+
+extensions = [
+    "myst_nb",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "sphinx_autodoc_typehints",
+    "sphinxcontrib.bibtex",
+    "sphinx_copybutton",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
+master_doc = "index"
+templates_path = ["_templates"]
+exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints", "README.md"]
+default_role = "literal"
+pygments_style = "default"
+nitpicky = False  # no intersphinx offline: links to anndata/scanpy types stay plain text instead of warnings
+
+# -- MyST and notebooks -------------------------------------------------------------------------------------
+
+myst_enable_extensions = ["colon_fence", "deflist", "dollarmath", "amsmath", "substitution", "attrs_inline"]
+myst_heading_anchors = 3
+nb_execution_mode = "off"  # tutorials are rendered from their stored outputs
+nb_merge_streams = True
+nb_output_stderr = "remove"
+nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None)]
+
+# -- API ----------------------------------------------------------------------------------------------------
+
+autosummary_generate = True
+autosummary_imported_members = False
+autodoc_member_order = "bysource"
+autodoc_default_options = {"show-inheritance": True}
+autodoc_typehints = "description"
+autodoc_mock_imports: list[str] = []
+napoleon_google_docstring = False
+napoleon_numpy_docstring = True
+napoleon_include_init_with_doc = False
+napoleon_use_rtype = True
+napoleon_use_param = True
+napoleon_use_ivar = True  # an "Attributes" section must not duplicate the autoattribute entries
+napoleon_custom_sections = [("Params", "Parameters")]
+typehints_defaults = "braces"
+typehints_document_rtype = True
+always_document_param_types = False
+suppress_warnings = [
+    # annotations that name types imported only for type checking cannot be resolved at build time
+    "sphinx_autodoc_typehints.forward_reference",
+    "sphinx_autodoc_typehints.guarded_import",
+    "myst.header",  # notebooks may start with a level-2 heading
+    "config.cache",
+]
+
+# -- references ---------------------------------------------------------------------------------------------
+
+bibtex_bibfiles = ["references.bib"]
+bibtex_reference_style = "author_year"
+bibtex_default_style = "plain"
+
+# -- HTML ---------------------------------------------------------------------------------------------------
+
+html_theme = "sphinx_book_theme"
+html_title = "senca"
+html_static_path = ["_static"]
+html_css_files = ["css/custom.css"]
+html_logo = None
+html_theme_options = {
+    "repository_url": "https://github.com/senca-dev/senca",
+    "use_repository_button": True,
+    "use_download_button": False,
+    "path_to_docs": "docs/",
+    "navigation_with_keys": False,
+    "show_toc_level": 2,
+}
+html_show_sourcelink = False
+copybutton_prompt_text = r">>> |\.\.\. |\$ "
+copybutton_prompt_is_regexp = True
+
+# -- tutorials: copy tutorials/*.ipynb (and their figures) into docs/tutorials/ ----------------------------------
+
+_TUTORIAL_SUFFIXES = {".ipynb", ".png", ".svg", ".jpg", ".jpeg", ".gif"}
+
+
+def _copy_tutorials() -> list[str]:
+    src, dst = ROOT / "tutorials", HERE / "tutorials"
+    if dst.exists():
+        shutil.rmtree(dst)
+    if not src.is_dir():
+        return []
+    copied = []
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src)
+        if any(part.startswith(".") or part.startswith("_") for part in rel.parts[:-1]):
+            continue  # .ipynb_checkpoints, _work, ...
+        if path.is_file() and path.suffix.lower() in _TUTORIAL_SUFFIXES and path.stat().st_size < 20_000_000:
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dst / rel)
+            if path.suffix == ".ipynb":
+                copied.append(str(rel))
+    return copied
+
+
+_tutorials = _copy_tutorials()
+if not _tutorials:  # an empty toctree glob is a warning that cannot be suppressed: say that they are coming
+    (HERE / "tutorials").mkdir(exist_ok=True)
+    (HERE / "tutorials" / "coming_soon.md").write_text(
+        "# Coming soon\n\nThe tutorial notebooks in the repository's `tutorials/` folder will appear here.\n"
+    )
+
+
+# -- command line: the help of every `senca` command, generated from senca.cli -----------------------------------
+
+
+def _write_cli_reference() -> None:
+    import click
+    import typer
+
+    from senca.cli import app
+
+    root = typer.main.get_command(app)
+    width = 100
+    ctx = click.Context(root, info_name="senca", terminal_width=width, max_content_width=width)
+    parts = [
+        "<!-- generated by docs/conf.py from senca.cli: do not edit -->",
+        "",
+        "## `senca`",
+        "",
+        "```text",
+        root.get_help(ctx),
+        "```",
+    ]
+    for name, command in root.commands.items():
+        sub = click.Context(command, info_name=name, parent=ctx, terminal_width=width, max_content_width=width)
+        parts += ["", f"## `senca {name}`", "", "```text", command.get_help(sub), "```"]
+    out = HERE / "_generated" / "cli_reference.md"
+    out.parent.mkdir(exist_ok=True)
+    text = "\n".join(parts) + "\n"
+    if not out.exists() or out.read_text() != text:
+        out.write_text(text)
+
+
+_write_cli_reference()
