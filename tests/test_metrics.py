@@ -30,10 +30,13 @@ def test_region_scores_drop_undetermined_and_missing():
     truth = pd.Series(["a", "a", "b", "b", "undetermined", "undetermined", None, "b"], dtype="category")
     pred = pd.Series([0, 0, 1, 1, 1, 0, 1, np.nan])
     s = region_scores(truth, pred)
-    assert s["n"] == 4 and s["ari"] == 1.0 and s["nmi"] == 1.0
+    assert s["n"] == 4
+    assert s["ari"] == 1.0
+    assert s["nmi"] == 1.0
     # keeping "undetermined" as a class changes the score
     kept = region_scores(truth, pred, drop=())
-    assert kept["n"] == 6 and kept["ari"] < 1.0
+    assert kept["n"] == 6
+    assert kept["ari"] < 1.0
     assert kept["ari"] == pytest.approx(skm.adjusted_rand_score(truth[:6].astype(str), pred[:6].astype(str)))
     assert region_scores(truth, pred, drop="b")["n"] == 4
 
@@ -65,8 +68,10 @@ def test_detection_scores_match_references():
     assert d["threshold"] == pytest.approx(gmm_threshold(s, seed=0))
     assert d["f1"] == pytest.approx(skm.f1_score(y, s >= d["threshold"]))
     assert d["ks"] == pytest.approx(ks_2samp(s[y], s[~y]).statistic)
-    assert d["n"] == 500 and d["n_pos"] == 200
-    assert 0.9 < d["auc"] < 0.99 and 0.35 < d["threshold"] < 0.65
+    assert d["n"] == 500
+    assert d["n_pos"] == 200
+    assert 0.9 < d["auc"] < 0.99
+    assert 0.35 < d["threshold"] < 0.65
     # a given threshold replaces the GMM one
     d2 = detection_scores(y.astype(int), s, threshold=0.9)
     assert d2["threshold"] == 0.9
@@ -78,16 +83,21 @@ def test_detection_scores_perfect_and_inverted():
     y = np.r_[np.zeros(50, bool), np.ones(50, bool)]
     s = np.r_[np.linspace(0, 0.3, 50), np.linspace(0.7, 1, 50)]
     d = detection_scores(y, s)
-    assert d["auc"] == 1.0 and d["ap"] == 1.0 and d["f1"] == 1.0 and d["ks"] == 1.0
+    assert d["auc"] == 1.0
+    assert d["ap"] == 1.0
+    assert d["f1"] == 1.0
+    assert d["ks"] == 1.0
     inv = detection_scores(y, 1 - s)
-    assert inv["auc"] == 0.0 and inv["f1"] == 0.0
+    assert inv["auc"] == 0.0
+    assert inv["f1"] == 0.0
 
 
 def test_detection_scores_missing_labels_and_errors():
     y = pd.Series([True, False, None, True, False, True, False, np.nan])
     s = np.array([0.9, 0.1, 0.5, 0.8, 0.2, 0.7, 0.3, 0.4])
     d = detection_scores(y, s)
-    assert d["n"] == 6 and d["auc"] == 1.0
+    assert d["n"] == 6
+    assert d["auc"] == 1.0
     with pytest.raises(ValueError, match="single class"):
         detection_scores(np.ones(10, bool), np.linspace(0, 1, 10))
     with pytest.raises(ValueError, match="single class"):

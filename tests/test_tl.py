@@ -47,10 +47,13 @@ def test_regions_recover_synthetic_and_hit_n_regions(tissue, method):
     assert np.all(np.diff(sizes) <= 0)  # numbered by decreasing size
     assert region_scores(adata.obs["region"], lab)["ari"] > 0.85
     conf = adata.obs["senca_region_confidence"].to_numpy()
-    assert conf.dtype == np.float64 and np.all((conf >= 0) & (conf <= 1))
+    assert conf.dtype == np.float64
+    assert np.all((conf >= 0) & (conf <= 1))
     assert conf.mean() > 0.8
     params = adata.uns["senca_region"]["params"]
-    assert params["method"] == method and params["n_regions"] == 4 and params["n_regions_requested"] == 4
+    assert params["method"] == method
+    assert params["n_regions"] == 4
+    assert params["n_regions_requested"] == 4
     if method == "leiden":
         assert params["resolution"] > 0
 
@@ -159,8 +162,11 @@ def test_overwrite_copy_and_inputs_untouched(tissue):
     senca.tl.regions(adata, n_regions=3, use_rep="X_smooth", overwrite=True)
     assert adata.obs["senca_region"].nunique() == 3
     out = senca.tl.regions(adata, n_regions=2, use_rep="X_smooth", key_added="other", copy=True)
-    assert isinstance(out, AnnData) and "other" in out.obs and "other" not in adata.obs
-    assert np.array_equal(adata.obsm["X_smooth"], rep) and (adata.X != x).nnz == 0
+    assert isinstance(out, AnnData)
+    assert "other" in out.obs
+    assert "other" not in adata.obs
+    assert np.array_equal(adata.obsm["X_smooth"], rep)
+    assert (adata.X != x).nnz == 0
 
 
 def test_regions_validation(tissue):
@@ -231,4 +237,5 @@ def test_discordance_wiring():
         senca.tl.discordance(adata, _StandIn(np.zeros(5), trained=False), key_added="d3")
     with pytest.raises(TypeError, match="get_discordance"):
         senca.tl.discordance(adata, object(), key_added="d4")
-    assert "d2" not in adata.obs and "d3" not in adata.obs
+    assert "d2" not in adata.obs
+    assert "d3" not in adata.obs

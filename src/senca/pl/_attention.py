@@ -148,7 +148,7 @@ def attention(
         src = np.repeat(np.arange(n), k)
         dst = idx.ravel()
         w = p.ravel()
-        keep = (src != dst) & (w > 1.0 / k) & rows[src] & rows[dst]
+        keep = (src != dst) & (w > (1.0 + 1e-6) / k) & rows[src] & rows[dst]
         if keep.any():
             seg = np.stack([coords[src[keep]], coords[dst[keep]]], axis=1)
             wk = w[keep] / w[keep].max()

@@ -118,7 +118,8 @@ def cancer_score(
         raise ValueError(f"boundary must be 'contour' or 'outline', got {boundary!r}.")
     if score_key not in adata.obs:
         raise KeyError(
-            f"adata.obs[{score_key!r}] not found; run model.predict(adata) first or pass score_key= of an existing column."
+            f"adata.obs[{score_key!r}] not found; run model.predict(adata) first "
+            "or pass score_key= of an existing column."
         )
     score = np.asarray(adata.obs[score_key], dtype=np.float64)
     call = _boolean(adata, call_key, "call_key") if call_key is not None else None
@@ -145,7 +146,13 @@ def cancer_score(
         elif call[rows].any():
             sel = rows & call
             ax.scatter(
-                coords[sel, 0], coords[sel, 1], s=s, facecolors="none", edgecolors="cyan", linewidths=1.0, zorder=3,
+                coords[sel, 0],
+                coords[sel, 1],
+                s=s,
+                facecolors="none",
+                edgecolors="cyan",
+                linewidths=1.0,
+                zorder=3,
                 label=f"called ({call_key})",
             )
             drawn = True

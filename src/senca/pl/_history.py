@@ -89,9 +89,7 @@ def history(
     hist = model_or_history
     if not isinstance(hist, Mapping):
         if not hasattr(hist, "history"):
-            raise TypeError(
-                f"Expected a model with .history or a dict of training curves, got {type(hist).__name__}."
-            )
+            raise TypeError(f"Expected a model with .history or a dict of training curves, got {type(hist).__name__}.")
         hist = hist.history
         if hist is None or not isinstance(hist, Mapping):
             raise ValueError("The model has no training history; train it first (model.train()).")

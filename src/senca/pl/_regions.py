@@ -82,7 +82,8 @@ def regions(
     for c in colors:
         if c not in adata.obs and c not in adata.var_names:
             raise KeyError(
-                f"{c!r} is neither a column of adata.obs nor a gene; run senca.tl.regions first or pass an existing column."
+                f"{c!r} is neither a column of adata.obs nor a gene; "
+                "run senca.tl.regions first or pass an existing column."
             )
     if spatial_key not in adata.obsm:
         raise KeyError(f"adata.obsm[{spatial_key!r}] not found; pass spatial_key= with the spot coordinates.")

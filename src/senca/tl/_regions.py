@@ -108,8 +108,9 @@ def regions(
       weighted fraction of the spot's neighbours in the clustering graph that carry the same label;
     - ``adata.uns[key_added]``: ``{"params": {...}}`` with the arguments, the number of regions actually
       found (``"n_regions"``), the number asked for (``"n_regions_requested"``, ``-1`` when chosen
-      automatically) and, for Leiden, the resolution used; plus, when the number was chosen by BIC, ``"bic": {"n_regions": array,
-      "bic": array}`` (scikit-learn's sign convention: lower is better; mclust reports ``-BIC``).
+      automatically) and, for Leiden, the resolution used; plus, when the number was chosen by BIC,
+      ``"bic": {"n_regions": array, "bic": array}`` (scikit-learn's sign convention: lower is better;
+      mclust reports ``-BIC``).
 
     Examples
     --------
@@ -137,9 +138,7 @@ def regions(
         if n_regions < 1:
             raise ValueError(f"n_regions must be >= 1, got {n_regions}.")
         if n_regions > n_obs:
-            raise ValueError(
-                f"n_regions={n_regions} exceeds the number of spots ({n_obs}); ask for fewer regions."
-            )
+            raise ValueError(f"n_regions={n_regions} exceeds the number of spots ({n_obs}); ask for fewer regions.")
     else:
         lo, hi = (int(v) for v in bic_range)
         if not 1 <= lo <= hi:
