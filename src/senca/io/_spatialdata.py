@@ -60,7 +60,7 @@ def to_spatialdata(
 
     - a coordinate system ``lib`` in full-resolution pixels (the units of ``adata.obsm[spatial_key]``);
     - circles ``shapes[lib]``: one per spot at ``obsm[spatial_key]`` with radius ``spot_diameter_fullres / 2``
-      (half the median nearest-neighbour distance when there is no scale factor), index ``0..n-1``;
+      (without one, the diameter is half the median nearest-neighbour distance), index ``0..n-1``;
     - ``images[f"{lib}_{key}_image"]`` for every ``uns["spatial"][lib]["images"][key]`` (``hires``, ``lowres``):
       an ``Image2DModel`` (c, y, x) with ``Scale(1 / tissue_{key}_scalef)`` to ``lib``;
     - ``tables[table_key]``: a copy of ``adata`` annotating the circles (``obs["library_id"]`` = region,
@@ -164,7 +164,8 @@ def to_spatialdata(
         table.raw = adata.raw.to_adata()
     table.obs[_REGION_KEY] = pd.Categorical(per_spot, categories=libs)
     table.obs[_INSTANCE_KEY] = instance
-    table = TableModel.parse(table, region=libs, region_key=_REGION_KEY, instance_key=_INSTANCE_KEY)
+    region = libs if len(libs) > 1 else libs[0]
+    table = TableModel.parse(table, region=region, region_key=_REGION_KEY, instance_key=_INSTANCE_KEY)
     return SpatialData(images=images, shapes=shapes, tables={table_key: table})
 
 

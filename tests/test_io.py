@@ -1,0 +1,224 @@
+"""senca.io: the AnnData <-> SpatialData bridge and the Space Ranger reader."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from PIL import Image
+
+import senca
+
+warnings.filterwarnings("ignore", message=".*region.*categorical.*")
+
+
+def _same_counts(a, b) -> bool:
+    return a.shape == b.shape and (sp.csr_matrix(a) != sp.csr_matrix(b)).nnz == 0
+
+
+def _check_round_trip(adata, back, libs):
+    assert list(back.obs_names) == list(adata.obs_names)
+    assert list(back.var_names) == list(adata.var_names)
+    assert _same_counts(back.X, adata.X)
+    assert _same_counts(back.layers["counts"], adata.layers["counts"])
+    assert np.array_equal(back.obsm["spatial"], adata.obsm["spatial"])
+    pd.testing.assert_frame_equal(back.obs, adata.obs)
+    for lib in libs:
+        src, dst = adata.uns["spatial"][lib], back.uns["spatial"][lib]
+        assert set(dst["images"]) == set(src["images"])
+        for key, img in src["images"].items():
+            assert np.array_equal(dst["images"][key], img)
+            assert dst["images"][key].dtype == img.dtype
+        for key, value in src["scalefactors"].items():
+            assert dst["scalefactors"][key] == pytest.approx(value, rel=1e-12)
+
+
+@pytest.fixture(scope="module")
+def a1(senca_data_dir):
+    return senca.datasets.her2st("A1", data_dir=senca_data_dir, download=False)
+
+
+def test_her2st_round_trip_through_zarr(a1, tmp_path):
+    import spatialdata as sd
+
+    sdata = senca.io.to_spatialdata(a1)
+    assert sorted(sdata.images) == ["A1_hires_image"]
+    assert sorted(sdata.shapes) == ["A1"]
+    table = sdata.tables["table"]
+    assert table.uns["spatialdata_attrs"] == {"region": "A1", "region_key": "library_id", "instance_key": "spot_id"}
+    assert "images" not in table.uns["spatial"]["A1"]  # the image lives in the image element only
+    _check_round_trip(a1, senca.io.from_spatialdata(sdata), ["A1"])
+    sdata.write(tmp_path / "a1.zarr")
+    _check_round_trip(a1, senca.io.from_spatialdata(sd.read_zarr(tmp_path / "a1.zarr")), ["A1"])
+
+
+def test_transformations_put_spots_on_the_right_pixels(a1):
+    """Circles sit at the full-res coordinates with the spot radius; the image maps to them by its scale factor."""
+    import spatialdata as sd
+    from spatialdata.transformations import get_transformation
+
+    sdata = senca.io.to_spatialdata(a1)
+    sf = a1.uns["spatial"]["A1"]["scalefactors"]
+    circles = sdata.shapes["A1"]
+    assert np.allclose(circles["radius"], sf["spot_diameter_fullres"] / 2)
+    table = sdata.tables["table"]
+    xy = np.c_[circles.geometry.x, circles.geometry.y][table.obs["spot_id"].to_numpy()]
+    assert np.array_equal(xy, a1.obsm["spatial"])
+    m = get_transformation(sdata.images["A1_hires_image"], "A1").to_affine_matrix(("x", "y"), ("x", "y"))
+    assert np.allclose(np.diag(m)[:2], 1 / sf["tissue_hires_scalef"])
+    # cropping the image in full-res coordinates around a spot gives the hires pixels around that spot
+    x, y = a1.obsm["spatial"][10]
+    r = sf["spot_diameter_fullres"] / 2
+    crop = sd.bounding_box_query(
+        sdata.images["A1_hires_image"],
+        axes=("x", "y"),
+        min_coordinate=[x - r, y - r],
+        max_coordinate=[x + r, y + r],
+        target_coordinate_system="A1",
+    )
+    s = sf["tissue_hires_scalef"]
+    img = a1.uns["spatial"]["A1"]["images"]["hires"]
+    expected = img[
+        int(np.floor((y - r) * s)) : int(np.ceil((y + r) * s)), int(np.floor((x - r) * s)) : int(np.ceil((x + r) * s))
+    ]
+    got = crop.transpose("y", "x", "c").values
+    assert abs(got.shape[0] - expected.shape[0]) <= 1
+    assert abs(got.shape[1] - expected.shape[1]) <= 1
+    h, w = min(got.shape[0], expected.shape[0]), min(got.shape[1], expected.shape[1])
+    assert np.abs(got[:h, :w].astype(int) - expected[:h, :w].astype(int)).mean() < 30
+
+
+def test_synthetic_round_trip_with_and_without_image():
+    with_img = senca.datasets.synthetic(n_spots=150, n_genes=40, image=True, seed=0)
+    _check_round_trip(with_img, senca.io.from_spatialdata(senca.io.to_spatialdata(with_img)), ["synthetic"])
+    plain = senca.datasets.synthetic(n_spots=150, n_genes=40, image=False, seed=1)
+    sdata = senca.io.to_spatialdata(plain)
+    assert len(sdata.images) == 0
+    # no scale factors: spot diameter = half the spot spacing (100 px hex grid), as in legacy ST and ~Visium
+    assert np.allclose(sdata.shapes["library"]["radius"], 25)
+    back = senca.io.from_spatialdata(sdata)
+    assert np.array_equal(back.obsm["spatial"], plain.obsm["spatial"])
+    assert _same_counts(back.X, plain.X)
+    assert back.uns["spatial"]["library"]["scalefactors"]["spot_diameter_fullres"] == pytest.approx(50)
+
+
+def test_two_sections_keep_their_own_coordinate_systems():
+    a = senca.datasets.synthetic(n_spots=100, n_genes=30, image=True, library_id="a", seed=0)
+    b = senca.datasets.synthetic(n_spots=120, n_genes=30, image=True, hires_scalef=0.5, library_id="b", seed=1)
+    both = senca.pp.concat_sections([a, b], min_shared_genes=10)
+    sdata = senca.io.to_spatialdata(both)
+    assert sorted(sdata.shapes) == ["a", "b"]
+    assert sorted(sdata.images) == ["a_hires_image", "b_hires_image"]
+    back = senca.io.from_spatialdata(sdata)
+    assert np.array_equal(back.obsm["spatial"], both.obsm["spatial"])
+    assert _same_counts(back.X, both.X)
+    assert back.uns["spatial"]["b"]["scalefactors"]["tissue_hires_scalef"] == pytest.approx(0.5)
+    assert np.array_equal(back.uns["spatial"]["a"]["images"]["hires"], a.uns["spatial"]["a"]["images"]["hires"])
+    assert (back.obs["library_id"].astype(str) == both.obs["section"].astype(str)).all()
+
+
+def test_bridge_errors():
+    adata = senca.datasets.synthetic(n_spots=60, n_genes=20, seed=0)
+    with pytest.raises(TypeError, match="expects an AnnData"):
+        senca.io.to_spatialdata(adata.to_df())
+    with pytest.raises(KeyError, match="spatial_key"):
+        senca.io.to_spatialdata(adata, spatial_key="xy")
+    sdata = senca.io.to_spatialdata(adata)
+    with pytest.raises(KeyError, match="available: \\['table'\\]"):
+        senca.io.from_spatialdata(sdata, table_key="counts")
+    clash = adata.copy()
+    clash.obs["spot_id"] = 0
+    with pytest.raises(ValueError, match="spot_id"):
+        senca.io.to_spatialdata(clash)
+
+
+def _write_spaceranger(root, n_rows=8, n_cols=10, n_genes=30, seed=0, hires_scalef=0.2, lowres_scalef=0.05):
+    """A minimal Space Ranger ``outs/`` folder: CellRanger-v3 h5, positions with header, scale factors, PNGs."""
+    (root / "spatial").mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    rows, cols = np.meshgrid(np.arange(n_rows), np.arange(n_cols), indexing="ij")
+    rows = rows.ravel()
+    cols = cols.ravel() * 2 + rows % 2
+    n = len(rows)
+    barcodes = np.array([f"{''.join(rng.choice(list('ACGT'), 16))}-1" for _ in range(n)])
+    in_tissue = np.ones(n, dtype=int)
+    in_tissue[:5] = 0
+    px_row, px_col = 300 + rows * 173, 300 + cols * 100
+    pd.DataFrame(
+        {
+            "barcode": barcodes,
+            "in_tissue": in_tissue,
+            "array_row": rows,
+            "array_col": cols,
+            "pxl_row_in_fullres": px_row,
+            "pxl_col_in_fullres": px_col,
+        }
+    ).to_csv(root / "spatial" / "tissue_positions.csv", index=False)
+    full_h, full_w = px_row.max() + 300, px_col.max() + 300
+    for name, s in (("hires", hires_scalef), ("lowres", lowres_scalef)):
+        img = rng.integers(0, 255, (int(full_h * s), int(full_w * s), 3), dtype=np.uint8)
+        Image.fromarray(img).save(root / "spatial" / f"tissue_{name}_image.png")
+    scalefactors = {
+        "tissue_hires_scalef": hires_scalef,
+        "tissue_lowres_scalef": lowres_scalef,
+        "spot_diameter_fullres": 89.4,
+        "fiducial_diameter_fullres": 144.5,
+    }
+    (root / "spatial" / "scalefactors_json.json").write_text(json.dumps(scalefactors))
+    keep = in_tissue == 1
+    counts = rng.poisson(3, (keep.sum(), n_genes)).astype(np.int32)
+    m = sp.csc_matrix(counts.T)  # genes x barcodes
+    with h5py.File(root / "filtered_feature_bc_matrix.h5", "w") as f:
+        g = f.create_group("matrix")
+        g.create_dataset("barcodes", data=barcodes[keep].astype("S"))
+        g.create_dataset("data", data=m.data)
+        g.create_dataset("indices", data=m.indices)
+        g.create_dataset("indptr", data=m.indptr)
+        g.create_dataset("shape", data=np.array(m.shape, dtype=np.int32))
+        feat = g.create_group("features")
+        feat.create_dataset("id", data=np.array([f"ENSG{i:011d}" for i in range(n_genes)], dtype="S"))
+        feat.create_dataset("name", data=np.array([f"GENE{i}" for i in range(n_genes)], dtype="S"))
+        feat.create_dataset("feature_type", data=np.array(["Gene Expression"] * n_genes, dtype="S"))
+        feat.create_dataset("genome", data=np.array(["GRCh38"] * n_genes, dtype="S"))
+        feat.create_dataset("_all_tag_keys", data=np.array(["genome"], dtype="S"))
+    return counts, barcodes[keep], np.c_[px_col, px_row][keep].astype(float), scalefactors
+
+
+def test_read_visium_from_a_space_ranger_folder(tmp_path):
+    counts, barcodes, xy, scalefactors = _write_spaceranger(tmp_path / "outs")
+    adata = senca.io.read_visium(tmp_path / "outs", library_id="s1")
+    assert list(adata.obs_names) == list(barcodes)
+    assert list(adata.var_names) == [f"GENE{i}" for i in range(counts.shape[1])]
+    assert adata.X.dtype == np.float32
+    assert np.array_equal(adata.X.toarray(), counts)
+    assert _same_counts(adata.layers["counts"], adata.X)
+    assert np.array_equal(adata.obsm["spatial"], xy)  # (x, y) = (pxl_col, pxl_row) in full-res pixels
+    assert adata.obs["section"].unique().tolist() == ["s1"]
+    lib = adata.uns["spatial"]["s1"]
+    for key in ("tissue_hires_scalef", "tissue_lowres_scalef", "spot_diameter_fullres"):
+        assert lib["scalefactors"][key] == pytest.approx(scalefactors[key])
+    hires = np.asarray(Image.open(tmp_path / "outs" / "spatial" / "tissue_hires_image.png"))
+    assert np.allclose(lib["images"]["hires"], hires / 255 if lib["images"]["hires"].dtype.kind == "f" else hires)
+    # the SpatialData route (spatialdata-io) reads back to the same spots, counts and scale factors
+    sdata = senca.io.read_visium(tmp_path / "outs", library_id="s1", spatialdata=True)
+    assert {"s1_hires_image", "s1_lowres_image"} <= set(sdata.images)
+    back = senca.io.from_spatialdata(sdata)
+    back = back[adata.obs_names]
+    assert np.allclose(back.obsm["spatial"], xy)
+    assert np.array_equal(back.X.toarray(), counts)
+    for key in ("tissue_hires_scalef", "tissue_lowres_scalef", "spot_diameter_fullres"):
+        assert back.uns["spatial"]["s1"]["scalefactors"][key] == pytest.approx(scalefactors[key])
+    assert back.uns["spatial"]["s1"]["images"]["hires"].shape == hires.shape
+
+
+def test_read_visium_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        senca.io.read_visium(tmp_path / "nope")
+    (tmp_path / "outs").mkdir()
+    with pytest.raises(FileNotFoundError, match="counts_file"):
+        senca.io.read_visium(tmp_path / "outs")

@@ -1,0 +1,104 @@
+"""senca.pp: combining sections and the within-sample spatial neighbour index."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+
+import senca
+
+
+@pytest.fixture(scope="module")
+def a1_b1(senca_data_dir):
+    a1 = senca.datasets.her2st("A1", image="hires", data_dir=senca_data_dir, download=False)
+    b1 = senca.datasets.her2st("B1", image=None, data_dir=senca_data_dir, download=False)
+    return a1, b1
+
+
+def test_concat_sections_keeps_the_shared_genes_and_counts(a1_b1):
+    a1, b1 = a1_b1
+    both = senca.pp.concat_sections([a1, b1])
+    b1_genes = set(b1.var_names)
+    shared = [g for g in a1.var_names if g in b1_genes]
+    assert list(both.var_names) == shared  # intersection, in A1's order
+    assert len(shared) < min(a1.n_vars, b1.n_vars)  # genes unique to one section are dropped
+    assert both.n_obs == a1.n_obs + b1.n_obs
+    assert both.obs["section"].cat.categories.tolist() == ["A1", "B1"]
+    assert both.obs_names.is_unique
+    assert both.obs_names[0] == f"A1_{a1.obs_names[0]}"
+    # raw counts travel unchanged, gene by gene and spot by spot
+    for section, part in (("A1", a1), ("B1", b1)):
+        rows = (both.obs["section"] == section).to_numpy()
+        assert (both.X[rows] != part[:, shared].X).nnz == 0
+        assert (both.layers["counts"][rows] != part[:, shared].layers["counts"]).nnz == 0
+        assert np.array_equal(both.obsm["spatial"][rows], part.obsm["spatial"])
+    assert set(both.uns["spatial"]) == {"A1", "B1"}
+    assert both.uns["spatial"]["A1"]["images"]["hires"].shape == (2138, 2000, 3)
+    assert both.obs["pathologist"].notna().all()  # both sections are labelled
+    # inputs untouched
+    assert "A1_" not in a1.obs_names[0]
+
+
+def test_spatial_neighbors_stay_within_sections_and_are_nearest(a1_b1):
+    both = senca.pp.concat_sections(list(a1_b1))
+    senca.pp.spatial_neighbors(both, n_neighbors=7, sample_key="section")
+    idx = both.obsm["spatial_knn"]
+    assert idx.shape == (both.n_obs, 7)
+    assert idx.dtype == np.int64
+    assert np.array_equal(idx[:, 0], np.arange(both.n_obs))  # self in column 0
+    section = both.obs["section"].to_numpy()
+    assert (section[idx] == section[:, None]).all()  # never crosses sections
+    # the two sections share a pixel frame range, so a cross-section neighbour would often be closer:
+    coords = both.obsm["spatial"]
+    crossing = senca.pp.knn_index(coords, 7)
+    assert (section[crossing] != section[:, None]).any()
+    # and within a section they are the 6 nearest other spots
+    for s in ("A1", "B1"):
+        rows = np.flatnonzero(section == s)
+        d = cdist(coords[rows], coords[rows])
+        kth = np.sort(d, axis=1)[:, 6]
+        local = np.searchsorted(rows, idx[rows])
+        got = d[np.arange(len(rows))[:, None], local]
+        assert np.all(got <= kth[:, None] + 1e-9)
+
+
+def test_spatial_neighbors_key_handling():
+    adata = senca.datasets.synthetic(n_spots=80, n_genes=20, seed=0)
+    senca.pp.spatial_neighbors(adata, n_neighbors=4)
+    with pytest.raises(ValueError, match="overwrite=True"):
+        senca.pp.spatial_neighbors(adata, n_neighbors=4)
+    senca.pp.spatial_neighbors(adata, n_neighbors=5, overwrite=True)
+    assert adata.obsm["spatial_knn"].shape[1] == 5
+    out = senca.pp.spatial_neighbors(adata, n_neighbors=3, key_added="knn3", copy=True)
+    assert "knn3" in out.obsm
+    assert "knn3" not in adata.obsm
+    with pytest.raises(KeyError, match="sample_key"):
+        senca.pp.spatial_neighbors(adata, sample_key="nope", key_added="x")
+    with pytest.raises(KeyError, match="spatial_key"):
+        senca.pp.spatial_neighbors(adata, spatial_key="nope", key_added="x")
+
+
+def test_knn_index_self_first_with_duplicate_coordinates():
+    coords = np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [5.0, 5.0]])
+    idx = senca.pp.knn_index(coords, 3)
+    assert np.array_equal(idx[:, 0], np.arange(5))
+    assert all(len(set(row)) == 3 for row in idx)
+    with pytest.raises(ValueError, match="fewer than n_neighbors"):
+        senca.pp.knn_index(coords, 3, groups=np.array([0, 0, 0, 0, 1]))
+    with pytest.raises(ValueError, match="NaN"):
+        senca.pp.knn_index(np.array([[0.0, np.nan], [1.0, 1.0]]), 1)
+    with pytest.raises(ValueError, match="shape"):
+        senca.pp.knn_index(np.arange(4.0), 1)
+
+
+def test_concat_sections_errors():
+    a = senca.datasets.synthetic(n_spots=50, n_genes=120, seed=0)
+    b = senca.datasets.synthetic(n_spots=50, n_genes=120, seed=1)
+    with pytest.raises(ValueError, match="unique"):
+        senca.pp.concat_sections([a, b])  # both are named "synthetic"
+    b.var_names = [f"other{i}" for i in range(b.n_vars)]
+    with pytest.raises(ValueError, match="shared by all sections"):
+        senca.pp.concat_sections({"a": a, "b": b})
+    with pytest.raises(ValueError, match="at least one"):
+        senca.pp.concat_sections([])
