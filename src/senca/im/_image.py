@@ -233,19 +233,20 @@ def _libraries_from_key(adata, library_key, spatial) -> list[str]:
 def from_spatialdata(
     sdata,
     table_key: str = "table",
-    img_key: str | None = None,
+    img_key: str | dict | None = None,
     coordinate_system: str | None = None,
     spot_diameter: float | None = None,
     value_range: float | None = None,
     min_pixels: float | None = None,
 ) -> list[SpotImage]:
-    """Resolve image, circles and table of a SpatialData: spots are the table's annotated circles (or points).
+    """Resolve images, circles and table of a SpatialData: spots are the table rows, placed by their circles.
 
-    ``min_pixels``: with a multiscale image, use the coarsest level on which the largest requested crop still spans
-    at least this many pixels (``None``: full resolution).
+    One :class:`SpotImage` per region (shapes element) annotated by the table. ``img_key`` names the image element
+    (a dict ``{region: image}`` for several regions); by default the sharpest image sharing a coordinate system
+    with the region's circles is used. ``min_pixels``: with a multiscale image, use the coarsest level on which a
+    spot still spans at least this many pixels (``None``: full resolution).
     """
     from spatialdata.models import get_table_keys
-    from spatialdata.transformations import get_transformation
 
     if table_key not in sdata.tables:
         raise KeyError(f"Table {table_key!r} not in the SpatialData (tables: {list(sdata.tables)}); pass table_key=.")
@@ -258,73 +259,79 @@ def from_spatialdata(
             "spatialdata.models.TableModel.parse(table, region=..., region_key=..., instance_key=...)."
         ) from err
     regions = [region] if isinstance(region, str) else list(region)
-    if len(regions) != 1:
-        raise ValueError(
-            f"Table {table_key!r} annotates {len(regions)} regions {regions}; senca.im handles one region (one "
-            "section) per table. Split the SpatialData per section, e.g. with spatialdata.SpatialData.subset."
-        )
-    region = regions[0]
-    if region not in sdata.shapes:
-        raise KeyError(
-            f"Region {region!r} annotated by table {table_key!r} is not a shapes element of the SpatialData."
-        )
-    shapes = sdata.shapes[region]
     if len(sdata.images) == 0:
         raise KeyError("The SpatialData has no image element: there is no H&E to crop.")
+    region_of_row = table.obs[region_key].astype(str).to_numpy()
+    out = []
+    for reg in regions:
+        rows = np.flatnonzero(region_of_row == str(reg))
+        if len(rows) == 0:
+            continue
+        key = img_key.get(reg) if isinstance(img_key, dict) else img_key
+        out.append(
+            _region_image(
+                sdata, table, reg, rows, instance_key, key, coordinate_system, spot_diameter, value_range, min_pixels
+            )
+        )
+    return out
 
+
+def _region_image(sdata, table, region, rows, instance_key, img_key, cs, spot_diameter, value_range, min_pixels):
+    from spatialdata.transformations import get_transformation
+
+    if region not in sdata.shapes:
+        raise KeyError(f"Region {region!r} annotated by the table is not a shapes element of the SpatialData.")
+    shapes = sdata.shapes[region]
     shape_cs = set(get_transformation(shapes, get_all=True))
     if img_key is None:
         candidates = [k for k in sdata.images if shape_cs & set(get_transformation(sdata.images[k], get_all=True))]
-        if len(candidates) != 1:
+        if not candidates:
             raise ValueError(
-                f"Cannot choose the image: {len(candidates)} image elements share a coordinate system with "
-                f"{region!r} ({candidates or list(sdata.images)}); pass img_key= (the image element name)."
+                f"No image element shares a coordinate system with the circles {region!r} "
+                f"(images: {list(sdata.images)}); pass img_key= or add a transformation."
             )
-        img_key = candidates[0]
+        # prefer images in the region's own coordinate system, then the sharpest (most pixels per unit)
+        img_key = min(candidates, key=lambda k: _image_rank(sdata.images[k], shapes, region, shape_cs))
     elif img_key not in sdata.images:
         raise KeyError(f"Image element {img_key!r} not in the SpatialData (images: {list(sdata.images)}).")
     element = sdata.images[img_key]
     common = sorted(shape_cs & set(get_transformation(element, get_all=True)))
-    if coordinate_system is None:
+    if cs is None:
         if not common:
             raise ValueError(
-                f"Image {img_key!r} and shapes {region!r} share no coordinate system: the spots cannot be placed on "
+                f"Image {img_key!r} and circles {region!r} share no coordinate system: the spots cannot be placed on "
                 "the image. Add a transformation to a common coordinate system."
             )
-        coordinate_system = common[0]
-    elif coordinate_system not in common:
+        cs = region if region in common else common[0]
+    elif cs not in common:
         raise ValueError(
-            f"Coordinate system {coordinate_system!r} is not shared by image {img_key!r} and shapes {region!r} "
-            f"(shared: {common})."
+            f"Coordinate system {cs!r} is not shared by image {img_key!r} and circles {region!r} ({common})."
         )
 
-    # spot centres and radius in the shapes' intrinsic frame, ordered like the table rows
     geom = shapes.geometry
     if not (geom.geom_type == "Point").all():
         raise ValueError(
             f"Shapes {region!r} must be circles (points with a 'radius' column); polygons are not supported."
         )
     xy = np.column_stack([geom.x.to_numpy(), geom.y.to_numpy()]).astype(np.float64)
-    pos = shapes.index.get_indexer(table.obs[instance_key].to_numpy())
+    pos = shapes.index.get_indexer(table.obs[instance_key].to_numpy()[rows])
     if (pos < 0).any():
         raise KeyError(
             f"{int((pos < 0).sum())} table rows have an {instance_key!r} that is not in the index of shapes {region!r}."
         )
     xy = xy[pos]
     if spot_diameter is not None:
-        diam = np.full(len(xy), float(spot_diameter))
+        diam = float(spot_diameter)
     elif "radius" in shapes.columns:
-        diam = 2.0 * shapes["radius"].to_numpy(dtype=np.float64)[pos]
+        diam = 2.0 * float(np.median(shapes["radius"].to_numpy(dtype=np.float64)[pos]))
     else:
         raise KeyError(f"Shapes {region!r} have no 'radius' column; pass spot_diameter= (in the shapes' units).")
 
-    a_shapes = _affine(get_transformation(shapes, to_coordinate_system=coordinate_system))
-    a_image = _affine(get_transformation(element, to_coordinate_system=coordinate_system))
-    to_px = np.linalg.inv(a_image) @ a_shapes
+    to_px = np.linalg.inv(_affine(get_transformation(element, to_coordinate_system=cs))) @ _affine(
+        get_transformation(shapes, to_coordinate_system=cs)
+    )
     centres = xy @ to_px[:2, :2].T + to_px[:2, 2]
-    lin_scale = float(np.sqrt(abs(np.linalg.det(to_px[:2, :2]))))
-    diam_px = float(np.median(diam)) * lin_scale
-
+    diam_px = diam * float(np.sqrt(abs(np.linalg.det(to_px[:2, :2]))))
     image, level_scale = _read_image(element, img_key, diam_px, min_pixels)
     centres = centres / level_scale
     diam_px = diam_px / level_scale
@@ -332,18 +339,26 @@ def from_spatialdata(
         centres,
         image.shape,
         f"image element {img_key!r}",
-        f"check the transformations of {img_key!r} and {region!r} to coordinate system {coordinate_system!r}.",
+        f"check the transformations of {img_key!r} and {region!r} to coordinate system {cs!r}.",
     )
-    return [
-        SpotImage(
-            image=image,
-            centres=centres,
-            diameter=diam_px,
-            rows=np.arange(table.n_obs, dtype=np.int64),
-            library_id=str(coordinate_system),
-            value_scale=value_scale_of(image, value_range),
-        )
-    ]
+    return SpotImage(
+        image=image,
+        centres=centres,
+        diameter=diam_px,
+        rows=rows.astype(np.int64),
+        library_id=str(region),
+        value_scale=value_scale_of(image, value_range),
+    )
+
+
+def _image_rank(element, shapes, region, shape_cs) -> tuple[int, float]:
+    from spatialdata.transformations import get_transformation
+
+    img_cs = get_transformation(element, get_all=True)
+    common = sorted(shape_cs & set(img_cs))
+    cs = region if region in common else common[0]
+    units_per_px = abs(np.linalg.det(_affine(img_cs[cs])[:2, :2]))
+    return (0 if region in common else 1, units_per_px)
 
 
 def _affine(transformation) -> np.ndarray:
@@ -352,7 +367,7 @@ def _affine(transformation) -> np.ndarray:
 
 def _read_image(element, name: str, diam_px: float, min_pixels: float | None) -> tuple[np.ndarray, float]:
     """Materialise one level of an image element as (H, W, C) in its native dtype; returns (array, level scale)."""
-    if hasattr(element, "children") and not hasattr(element, "dims"):  # multiscale DataTree
+    if hasattr(element, "children"):  # multiscale DataTree (a DataArray has no children)
         levels = sorted(element.children)
         full = next(iter(element[levels[0]].ds.data_vars.values()))
         chosen, scale = full, 1.0

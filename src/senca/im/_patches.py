@@ -51,8 +51,8 @@ def spot_patches(
     The side of the square is ``context`` times the spot diameter, so ``context=1`` covers the spot and
     ``context=(1, 2, 4)`` adds two wider views of its surroundings. Spot centres are mapped onto the image with the
     scale factors of ``adata.uns["spatial"]`` (AnnData, squidpy layout) or with the element transformations
-    (SpatialData). Crops are sliced from the image array (no full-image copy or conversion), down-sampled with an
-    area (box) pre-filter plus an anti-aliased linear filter, and padded where they cross the image border.
+    (SpatialData). Crops are sliced from the image array (no full-image copy or conversion), down-sampled by exact
+    area averaging (up-sampled bilinearly) with sub-pixel centring, and padded where they cross the image border.
 
     Any input image works: ``(H, W)`` grayscale, ``(H, W, 1|2|3|4)`` gray/gray+alpha/RGB/RGBA (alpha composited over
     white), ``uint8``, ``uint16`` or float in ``[0, 1]`` or ``[0, 255]``. Patches are always float32 RGB in ``[0, 1]``.
@@ -229,54 +229,79 @@ def _tent_weights(centres: np.ndarray, grid: np.ndarray, width: float) -> np.nda
     return (w / s).astype(np.float32)
 
 
+def _crop(si: SpotImage, y0: int, x0: int, length: int, pad_mode: str, pad_value: float) -> np.ndarray:
+    """``length`` x ``length`` float32 RGB crop with top-left pixel (y0, x0), padded outside the image."""
+    image = si.image
+    h, w = image.shape[0], image.shape[1]
+    y1, x1 = y0 + length, x0 + length
+    crop = _to_rgb(image[max(y0, 0) : min(y1, h), max(x0, 0) : min(x1, w)], si.value_scale)
+    pads = ((max(0, -y0), max(0, y1 - h)), (max(0, -x0), max(0, x1 - w)), (0, 0))
+    if pads[0] == (0, 0) and pads[1] == (0, 0):
+        return crop
+    if pad_mode == "constant":
+        return np.pad(crop, pads, mode="constant", constant_values=pad_value)
+    if pad_mode == "edge" or min(crop.shape[:2]) < 2:
+        return np.pad(crop, pads, mode="edge")
+    return _pad_reflect(crop, pads)
+
+
+def _area_1d(x: np.ndarray, edges: np.ndarray, r: float, axis: int) -> np.ndarray:
+    """Exact box (area) average of ``x`` between consecutive ``edges`` along ``axis``.
+
+    Pixel ``k`` covers ``[k - 0.5, k + 0.5)``; its integral is piecewise linear, so the mean over any interval is
+    exact. ``edges`` has ``size + 1`` entries in pixel coordinates of ``x``.
+    """
+    x = np.moveaxis(x, axis, 0)
+    n = x.shape[0]
+    c = np.zeros((n + 1, *x.shape[1:]), dtype=np.float64)
+    np.cumsum(x, axis=0, out=c[1:])
+    t = np.clip(edges + 0.5, 0.0, n)
+    i = np.minimum(t.astype(np.int64), n - 1)
+    frac = (t - i).reshape(-1, *([1] * (x.ndim - 1)))
+    integral = c[i] + frac * x[i]
+    out = (integral[1:] - integral[:-1]) / r
+    return np.moveaxis(out, 0, axis)
+
+
 def crop_resample(
     si: SpotImage, centres: np.ndarray, side: float, size: int, pad_mode: str = "constant", pad_value: float = 0.0
 ) -> np.ndarray:
     """Patches of side ``side`` image pixels around ``centres`` (n, 2 as x, y), resampled to ``size`` pixels.
 
-    Geometry is exact to sub-pixel precision: output pixel ``j`` samples image position
-    ``centre + (j + 0.5 - size / 2) * side / size``. Down-sampling first averages ``f x f`` pixel blocks (``f`` =
-    integer part of the zoom), then applies an anti-aliased linear (tent) filter whose width covers one output pixel.
+    Geometry is exact to sub-pixel precision: output pixel ``j`` covers image positions
+    ``centre - side / 2 + [j, j + 1) * side / size`` (a pixel's centre sits at integer coordinates). Down-sampling
+    (``side >= size``) averages the exact area under each output pixel (box filter, like ``cv2.INTER_AREA``);
+    up-sampling interpolates bilinearly.
     """
-    image = si.image
-    h, w = image.shape[0], image.shape[1]
     n = len(centres)
     r = side / size  # image px per output px
-    f = int(r) if r >= 2.0 else 1
-    support = max(r, 1.0)  # tent half-width in image px
-    # window, identical length for all spots, covering every pixel with non-zero weight
-    length = int(np.ceil(side - r + 2 * support)) + 2 + f
-    length = int(np.ceil(length / f) * f)
-    m = length // f
-    offs = (np.arange(size) + 0.5 - size / 2.0) * r  # (size,)
-    out_x = centres[:, 0:1] + offs  # (n, size) sample positions
+    out = np.empty((n, size, size, 3), dtype=np.float32)
+    if n == 0:
+        return out
+    if r >= 1.0:
+        length = int(np.ceil(side)) + 4
+        steps = np.arange(size + 1) * r
+        for k in range(n):
+            cx, cy = centres[k]
+            x0 = int(np.floor(cx - side / 2.0)) - 1
+            y0 = int(np.floor(cy - side / 2.0)) - 1
+            crop = _crop(si, y0, x0, length, pad_mode, pad_value)
+            tmp = _area_1d(crop, cx - side / 2.0 + steps - x0, r, axis=1)  # (length, size, 3)
+            out[k] = _area_1d(tmp, cy - side / 2.0 + steps - y0, r, axis=0)
+        return np.clip(out, 0.0, 1.0, out=out)
+    # up-sampling: bilinear (tent of width one image pixel), batched separable matmuls
+    offs = (np.arange(size) + 0.5 - size / 2.0) * r
+    out_x = centres[:, 0:1] + offs
     out_y = centres[:, 1:2] + offs
-    x0 = np.floor(out_x[:, 0] - support).astype(np.int64) - 1
-    y0 = np.floor(out_y[:, 0] - support).astype(np.int64) - 1
-    grid = np.arange(m) * f + (f - 1) / 2.0  # reduced-pixel centres relative to the window origin
-    wx = _tent_weights(out_x - x0[:, None], np.broadcast_to(grid, (n, m)), support)
-    wy = _tent_weights(out_y - y0[:, None], np.broadcast_to(grid, (n, m)), support)
-
-    reduced = np.empty((n, m, m, 3), dtype=np.float32)
-    for i in range(n):
-        ya, xa = int(y0[i]), int(x0[i])
-        yb, xb = ya + length, xa + length
-        crop = image[max(ya, 0) : min(yb, h), max(xa, 0) : min(xb, w)]
-        crop = _to_rgb(crop, si.value_scale)
-        pads = ((max(0, -ya), max(0, yb - h)), (max(0, -xa), max(0, xb - w)), (0, 0))
-        if any(p for pair in pads[:2] for p in pair):
-            if pad_mode == "constant":
-                crop = np.pad(crop, pads, mode="constant", constant_values=pad_value)
-            elif pad_mode == "edge" or min(crop.shape[:2]) < 2:
-                crop = np.pad(crop, pads, mode="edge")
-            else:
-                crop = _pad_reflect(crop, pads)
-        if f > 1:
-            crop = crop.reshape(m, f, m, f, 3).mean(axis=(1, 3), dtype=np.float32)
-        reduced[i] = crop
-    # separable resampling: rows then columns, batched matmuls
-    tmp = np.matmul(wy, reduced.reshape(n, m, m * 3)).reshape(n, size, m, 3)
-    out = np.matmul(wx[:, None, :, :], tmp)  # (n, size, size, 3)
+    x0 = np.floor(out_x[:, 0]).astype(np.int64) - 1
+    y0 = np.floor(out_y[:, 0]).astype(np.int64) - 1
+    length = int(np.ceil(side)) + 4
+    grid = np.broadcast_to(np.arange(length, dtype=np.float64), (n, length))
+    wx = _tent_weights(out_x - x0[:, None], grid, 1.0)
+    wy = _tent_weights(out_y - y0[:, None], grid, 1.0)
+    crops = np.stack([_crop(si, int(y0[k]), int(x0[k]), length, pad_mode, pad_value) for k in range(n)])
+    tmp = np.matmul(wy, crops.reshape(n, length, length * 3)).reshape(n, size, length, 3)
+    out = np.matmul(wx[:, None, :, :], tmp)
     return np.clip(out, 0.0, 1.0, out=out)
 
 
