@@ -144,6 +144,10 @@ def test_b1_without_image_and_the_error_with_one(senca_data_dir):
     assert "cache" in msg
     assert "no verified download" in msg
     assert "image=None" in msg  # ... and the fix
+    # data_dir may also be the her2st folder itself
+    c1 = senca.datasets.her2st("C1", image=None, data_dir=senca_data_dir / "her2st", download=False)
+    assert c1.shape == (176, 15557)
+    assert c1.obs["pathologist"].notna().all()
 
 
 def test_missing_files_error_names_every_place(tmp_path, monkeypatch):

@@ -96,6 +96,9 @@ def test_transformations_put_spots_on_the_right_pixels(a1):
 def test_synthetic_round_trip_with_and_without_image():
     with_img = senca.datasets.synthetic(n_spots=150, n_genes=40, image=True, seed=0)
     _check_round_trip(with_img, senca.io.from_spatialdata(senca.io.to_spatialdata(with_img)), ["synthetic"])
+    multiscale = senca.io.to_spatialdata(with_img, scale_factors=[2])
+    assert len(multiscale.images["synthetic_hires_image"].children) == 2
+    _check_round_trip(with_img, senca.io.from_spatialdata(multiscale), ["synthetic"])
     plain = senca.datasets.synthetic(n_spots=150, n_genes=40, image=False, seed=1)
     sdata = senca.io.to_spatialdata(plain)
     assert len(sdata.images) == 0

@@ -187,10 +187,12 @@ def _coordinate_system(element, name: str) -> str:
 
 
 def _image_array(element) -> np.ndarray:
-    if hasattr(element, "children") and not hasattr(element, "dims"):  # multiscale DataTree: take full scale
-        element = next(iter(element.children.values())).ds["image"]
-    arr = np.asarray(element.transpose("y", "x", "c").values)
-    return arr
+    import xarray as xr
+
+    if isinstance(element, xr.DataTree):  # multiscale image: take the full-resolution level
+        level = next(iter(element.children.values()))
+        element = next(iter(level.ds.data_vars.values()))
+    return np.asarray(element.transpose("y", "x", "c").values)
 
 
 def from_spatialdata(
