@@ -42,7 +42,8 @@ def regions(
 
     - ``"gmm"``: a Gaussian mixture whose components share one full covariance matrix
       (``sklearn.mixture.GaussianMixture(covariance_type="tied")``, the ``EEE`` model of R's mclust that
-      most spatial-domain papers use; no R needed).
+      most spatial-domain papers use; no R needed), 3 k-means initialisations, EM tolerance 1e-5
+      (change them with ``method_kwargs``).
     - ``"leiden"``: Leiden (``scanpy.tl.leiden(flavor="igraph", n_iterations=2, directed=False)``) on a
       symmetric 15-nearest-neighbour graph of the components; when ``n_regions`` is given, the
       resolution is found by bisection so that exactly ``n_regions`` clusters come out (the closest
@@ -263,7 +264,8 @@ def _top_pcs(x: np.ndarray, n_pcs: int | None, seed: int) -> np.ndarray:
 def _gmm(n: int, seed: int, kwargs: dict):
     from sklearn.mixture import GaussianMixture
 
-    opts = {"covariance_type": "tied", "n_init": 3, "reg_covar": 1e-6, "max_iter": 500}
+    # tol: sklearn's 1e-3 stops EM on plateaus before a shared covariance has adapted (mclust uses 1e-5)
+    opts = {"covariance_type": "tied", "n_init": 3, "reg_covar": 1e-6, "tol": 1e-5, "max_iter": 1000}
     opts.update(kwargs)
     return GaussianMixture(n_components=n, random_state=seed, **opts)
 
@@ -293,7 +295,9 @@ def _soft_kmeans(pcs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Posterior of each spot's own cluster under isotropic Gaussians with a pooled variance."""
     n_lab = int(labels.max()) + 1
     centres = np.stack([pcs[labels == c].mean(0) for c in range(n_lab)])
-    d2 = ((pcs[:, None, :] - centres[None]) ** 2).sum(-1)
+    # squared distances without an (n_obs, K, d) temporary
+    d2 = (pcs**2).sum(1, keepdims=True) - 2 * pcs @ centres.T + (centres**2).sum(1)[None]
+    d2 = np.maximum(d2, 0.0)
     var = max(float(d2[np.arange(len(pcs)), labels].mean()) / max(pcs.shape[1], 1), 1e-12)
     logit = -d2 / (2 * var)
     logit -= logit.max(1, keepdims=True)
