@@ -55,6 +55,22 @@ def default_max_epochs(n_obs: int) -> int:
     return int(np.clip(round(300 * 1000 / max(int(n_obs), 1)), 10, 300))
 
 
+def _fit_pca(counts, n_pcs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gene means and ``(n_genes, n_pcs)`` principal axes of log1p(1e4 * x / library); sparse stays sparse."""
+    from sklearn.decomposition import PCA
+
+    if sp.issparse(counts):
+        x = sp.csr_matrix(counts, dtype=np.float64)
+        lib = np.asarray(x.sum(1)).ravel()
+        x = sp.diags(1e4 / np.maximum(lib, 1.0)) @ x
+        x.data = np.log1p(x.data)
+    else:
+        x = np.asarray(counts, dtype=np.float64)
+        x = np.log1p(1e4 * x / np.maximum(x.sum(1, keepdims=True), 1.0))
+    pca = PCA(n_components=n_pcs, svd_solver="arpack", random_state=0).fit(x)
+    return np.asarray(pca.mean_).ravel(), pca.components_.T.copy()
+
+
 def _table_of(data, cls=None) -> AnnData:
     """Return the AnnData to use: ``data`` itself, or the set-up table of a SpatialData object."""
     if data is None or isinstance(data, AnnData):
@@ -112,6 +128,16 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
         Loss weights: count likelihood, histology reconstruction (both averaged per feature), InfoNCE.
     temperature
         InfoNCE temperature.
+    n_pcs
+        The gene head reads the log-normalised counts projected on this many principal axes, fitted
+        once on the training data and stored in the model (query data use the same axes); 0 feeds all
+        genes. Ignored when ``setup_anndata`` was given an ``expression_key``.
+    residual
+        Add a linear path from the neighbourhood-averaged inputs to the embedding, so that it starts as
+        a spatially smoothed representation and the attention adds to it.
+    reconstruct
+        ``"neighborhood"``: decode the neighbourhood's summed counts and mean histology (default);
+        ``"spot"``: decode the spot's own.
     **module_kwargs
         Further arguments of :class:`senca.module.SENCAModule`.
 
@@ -143,6 +169,9 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
         image_weight: float = 1.0,
         infonce_weight: float = 0.1,
         temperature: float = 0.1,
+        n_pcs: int = 50,
+        residual: bool = True,
+        reconstruct: Literal["neighborhood", "spot"] = "neighborhood",
         **module_kwargs,
     ):
         adata = _table_of(adata, type(self))
@@ -156,6 +185,12 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
             image_mean, image_std = h.mean(0), h.std(0)
         if n_image == 0:
             warnings.warn(_NO_IMAGE_WARNING, UserWarning, stacklevel=2)
+        n_genes = int(stats["n_vars"])
+        n_pcs_used = 0 if n_expression > 0 else int(min(n_pcs, n_genes - 1, (stats.get("n_cells") or 10**9) - 1))
+        n_pcs_used = max(n_pcs_used, 0)
+        pca_mean = pca_components = None
+        if n_pcs_used > 0 and self.adata_manager is not None:
+            pca_mean, pca_components = _fit_pca(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY), n_pcs_used)
         self.module = self._module_cls(
             n_genes=int(stats["n_vars"]),
             n_image=n_image,
@@ -171,6 +206,11 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
             temperature=temperature,
             image_mean=image_mean,
             image_std=image_std,
+            n_pcs=n_pcs_used,
+            pca_mean=pca_mean,
+            pca_components=pca_components,
+            residual=residual,
+            reconstruct=reconstruct,
             **module_kwargs,
         )
         self._model_summary_string = (

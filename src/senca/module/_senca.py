@@ -30,7 +30,8 @@ class SENCAModule(BaseModuleClass):
     3. bidirectional multi-head neighbourhood cross-attention ``c^{g<-h}_i``, ``c^{h<-g}_i`` and the
        functional contrast ``delta_i = t^g_i - sum_{j != i} a^h_ij t^g_j`` with ``a^h`` the attention of
        ``t^h_i`` over the neighbours' ``t^h_j`` (who looks alike in H&E);
-    4. ``z_i = LayerNorm(W [t^g_i, t^h_i, c^{g<-h}_i, c^{h<-g}_i, delta_i])``;
+    4. ``z_i = LayerNorm(W [t^g_i, t^h_i, c^{g<-h}_i, c^{h<-g}_i, delta_i] + U [mean_j gene_j, mean_j h_j])``
+       (the second, residual term with ``residual=True``);
     5. loss: negative-binomial likelihood of the counts (observed library size; by default the
        neighbourhood's summed counts, see ``reconstruct``) and Gaussian
        reconstruction of the standardised features, each averaged per feature, plus a symmetric
@@ -64,6 +65,16 @@ class SENCAModule(BaseModuleClass):
         InfoNCE temperature.
     image_mean, image_std
         Per-feature statistics used to standardise the histology features (stored as buffers).
+    n_pcs
+        When > 0 (and no ``n_expression``), the gene head reads the projection of the log-normalised counts
+        on fixed principal axes (``pca_mean``, ``pca_components`` ``(n_genes, n_pcs)``, stored as buffers and
+        computed on the training data by the model) instead of all genes: cheaper and less noisy.
+    pca_mean, pca_components
+        Gene means and principal axes of that projection.
+    residual
+        Add a linear path from the neighbourhood-averaged gene input and standardised histology
+        features to ``z`` (before the LayerNorm): the embedding starts as a spatially smoothed linear
+        representation and the attention adds to it.
     reconstruct
         ``"neighborhood"`` (default): decode the neighbourhood's summed counts and mean histology
         features, which makes ``z`` describe the local tissue rather than per-spot noise; ``"spot"``:
@@ -96,6 +107,10 @@ class SENCAModule(BaseModuleClass):
         image_mean: np.ndarray | None = None,
         image_std: np.ndarray | None = None,
         reconstruct: Literal["neighborhood", "spot"] = "neighborhood",
+        n_pcs: int = 0,
+        pca_mean: np.ndarray | None = None,
+        pca_components: np.ndarray | None = None,
+        residual: bool = True,
     ):
         super().__init__()
         if reconstruct not in ("neighborhood", "spot"):
@@ -106,7 +121,16 @@ class SENCAModule(BaseModuleClass):
         self.gene_weight, self.image_weight = float(gene_weight), float(image_weight)
         self.infonce_weight, self.temperature = float(infonce_weight), float(temperature)
         d = int(n_hidden)
-        gene_in = self.n_expression if self.n_expression > 0 else self.n_genes
+        self.n_pcs = 0 if self.n_expression > 0 else int(n_pcs)
+        self.residual = bool(residual)
+        if self.n_pcs > 0:
+            mean = np.zeros(self.n_genes) if pca_mean is None else np.asarray(pca_mean)
+            comps = np.zeros((self.n_genes, self.n_pcs)) if pca_components is None else np.asarray(pca_components)
+            if comps.shape != (self.n_genes, self.n_pcs):
+                raise ValueError(f"pca_components must have shape ({self.n_genes}, {self.n_pcs}), got {comps.shape}.")
+            self.register_buffer("pca_mean", torch.as_tensor(mean, dtype=torch.float32))
+            self.register_buffer("pca_components", torch.as_tensor(comps, dtype=torch.float32))
+        gene_in = self.n_expression or self.n_pcs or self.n_genes
         self.gene_head = MLP(gene_in, d, n_hidden=d, n_layers=n_layers, dropout=dropout)
         self.shared_encoder = SharedEncoder(d, n_modalities=2, dropout=dropout)
         self.attn_gene = NeighborhoodCrossAttention(d, n_heads, dropout=dropout)  # gene query
@@ -121,7 +145,10 @@ class SENCAModule(BaseModuleClass):
             std = np.ones(self.n_image) if image_std is None else np.asarray(image_std)
             self.register_buffer("image_mean", torch.as_tensor(mean, dtype=torch.float32))
             self.register_buffer("image_std", torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-6))
-        self.fuse = nn.Sequential(nn.Linear(n_fused, self.n_latent), nn.LayerNorm(self.n_latent))
+        self.fuse = nn.Linear(n_fused, self.n_latent)
+        if self.residual:  # linear path from the neighbourhood-averaged inputs (a smoothed-PCA-like start)
+            self.skip = nn.Linear(gene_in + self.n_image, self.n_latent)
+        self.norm = nn.LayerNorm(self.n_latent)
         self.gene_decoder = MLP(self.n_latent, self.n_genes, n_hidden=d, n_layers=n_layers, dropout=0.0)
         self.px_r = nn.Parameter(torch.zeros(self.n_genes))
 
@@ -152,6 +179,8 @@ class SENCAModule(BaseModuleClass):
             gene_in = e_nbr
         else:
             gene_in = torch.log1p(1e4 * x_nbr / library.unsqueeze(-1))
+            if self.n_pcs > 0:
+                gene_in = (gene_in - self.pca_mean) @ self.pca_components
         tg = self.shared_encoder(self.gene_head(gene_in), GENE)  # (B, k, d)
         tg_i = tg[:, 0]
         k = tg.shape[1]
@@ -176,7 +205,11 @@ class SENCAModule(BaseModuleClass):
             ctx, a_c = self.attn_contrast(tg_i, tg, values=tg, mask=self_mask)
             delta = tg_i - ctx
             fused = torch.cat([tg_i, c_gh, delta], dim=-1)
-        z = self.fuse(fused)
+        pre = self.fuse(fused)
+        if self.residual:
+            pooled = [gene_in.mean(1)] + ([h_std.mean(1)] if self.n_image > 0 else [])
+            pre = pre + self.skip(torch.cat(pooled, dim=-1))
+        z = self.norm(pre)
         out.update(
             z=z,
             attention=a_gh,
