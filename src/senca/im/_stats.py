@@ -11,7 +11,7 @@ GLCM_ANGLES = (0.0, np.pi / 4, np.pi / 2, 3 * np.pi / 4)
 GLCM_PROPS = ("contrast", "dissimilarity", "homogeneity", "ASM", "energy", "correlation", "entropy")
 LBP_POINTS, LBP_RADIUS = 8, 1
 # haematoxylin optical density (skimage.color.rgb2hed units) above which a pixel counts as nuclear
-H_THRESHOLDS = (0.05, 0.08)
+H_THRESHOLDS = (0.10, 0.15)
 
 # stain separation matrix of skimage.color.rgb2hed (Ruifrok & Johnston), applied here in float32
 _HED_FROM_RGB = None
@@ -214,17 +214,18 @@ def stats_features(patches: np.ndarray) -> np.ndarray:
     patches = np.asarray(patches, dtype=np.float32)
     n, h, w, _ = patches.shape
     flat = patches.reshape(n, h * w, 3)
-    feats = []
-    feats += list(_moments(np.ascontiguousarray(flat.transpose(0, 2, 1))))
-    hed = rgb2hed(flat)
-    hed_t = np.ascontiguousarray(hed.transpose(0, 2, 1))  # (n, 3, p)
+    rgb = np.ascontiguousarray(flat.transpose(0, 2, 1))  # (n, 3, p): reductions over the last axis are fast
+    feats = list(_moments(rgb))
+    hed_t = np.ascontiguousarray(rgb2hed(flat).transpose(0, 2, 1))  # (n, 3, p)
     feats += list(_moments(hed_t))
     qs = np.quantile(hed_t[:, :2], (0.1, 0.5, 0.9), axis=-1)  # (3, n, 2)
     feats += [qs[:, :, 0].T, qs[:, :, 1].T]
 
-    mx, mn = flat.max(-1), flat.min(-1)
+    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    mx = np.maximum(np.maximum(r, g), b)
+    mn = np.minimum(np.minimum(r, g), b)
     sat = (mx - mn) / np.maximum(mx, 1e-6)
-    gray = flat @ np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)  # skimage.color.rgb2gray weights
+    gray = 0.2125 * r + 0.7154 * g + 0.0721 * b  # skimage.color.rgb2gray weights
     g2 = gray.reshape(n, h, w)
     gy = np.zeros_like(g2)
     gx = np.zeros_like(g2)
@@ -248,9 +249,9 @@ def stats_features(patches: np.ndarray) -> np.ndarray:
             ]
         )
     )
-    hchan = hed[:, :, 0]
+    hchan = hed_t[:, 0]
     nuc = [((hchan > t) & tissue).mean(1) for t in H_THRESHOLDS]
-    blobs, size = _blob_stats(((hchan > H_THRESHOLDS[-1]) & tissue).reshape(n, h, w))
+    blobs, size = _blob_stats(((hchan > H_THRESHOLDS[0]) & tissue).reshape(n, h, w))
     feats.append(np.column_stack([*nuc, blobs, size]))
 
     q = np.minimum((g2 * GLCM_LEVELS).astype(np.int64), GLCM_LEVELS - 1)
