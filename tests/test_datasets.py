@@ -38,12 +38,8 @@ def _no_network_no_user_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def a1():
-    import os
-
-    if not os.environ.get("SENCA_DATA_DIR"):
-        pytest.skip("SENCA_DATA_DIR is not set: real-data tests skipped")
-    return senca.datasets.her2st("A1", data_dir=os.environ["SENCA_DATA_DIR"], download=False)
+def a1(senca_data_dir):
+    return senca.datasets.her2st("A1", data_dir=senca_data_dir, download=False)
 
 
 def _inside(adata, section):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 
 import h5py
@@ -225,3 +227,13 @@ def test_read_visium_errors(tmp_path):
     (tmp_path / "outs").mkdir()
     with pytest.raises(FileNotFoundError, match="counts_file"):
         senca.io.read_visium(tmp_path / "outs")
+
+
+def test_io_and_datasets_import_no_heavy_stack():
+    """senca.io and senca.datasets stay light: no scvi-tools, Lightning, torch, squidpy or spatialdata on import."""
+    code = (
+        "import sys, senca.io, senca.datasets; "
+        "print(sorted(m for m in ('scvi', 'lightning', 'torch', 'squidpy', 'spatialdata') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "[]"
