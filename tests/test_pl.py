@@ -106,6 +106,16 @@ def test_attention_from_obsm_and_errors(with_image):
     ax = _map_axes(fig)[0]
     np.testing.assert_allclose(np.asarray(ax.collections[-1].get_array()), 1.0)  # uniform = max entropy
     assert not any(isinstance(c, LineCollection) for c in ax.collections)  # nothing above uniform
+    # the model's own index (obsm["senca_knn"]) is the one the attention columns refer to
+    n = adata.n_obs
+    own = np.column_stack([np.arange(n), (np.arange(n) + 7) % n, np.tile(np.arange(n)[:, None], (1, 4))])
+    adata.obsm["senca_knn"] = own
+    focused = np.zeros((n, 6))
+    focused[:, 1] = 1.0
+    fig = senca.pl.attention(adata, focused)
+    (lines,) = [c for c in _map_axes(fig)[0].collections if isinstance(c, LineCollection)]
+    ends = np.array([seg[1] for seg in lines.get_segments()])
+    np.testing.assert_allclose(ends, adata.obsm["spatial"][(np.arange(n) + 7) % n])
     with pytest.raises(KeyError, match="get_attention"):
         senca.pl.attention(adata, "missing")
     with pytest.raises(ValueError, match="shape"):

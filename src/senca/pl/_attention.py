@@ -10,6 +10,8 @@ from anndata import AnnData
 
 from ._utils import coords_of, draw_background, finish, library_rows, marker_size, resolve_library
 
+_AUTO_KEYS = ("senca_knn", "spatial_knn")  # written by SENCA.setup_anndata and senca.pp.spatial_neighbors
+
 
 def _attention_matrix(adata: AnnData, attention) -> np.ndarray:
     if isinstance(attention, str):
@@ -35,9 +37,13 @@ def _neighbour_index(adata: AnnData, neighbors, k: int, coords: np.ndarray) -> n
     elif neighbors is not None:
         idx = np.asarray(neighbors)
     else:
-        from senca.pp import knn_index
+        auto = [key for key in _AUTO_KEYS if key in adata.obsm and np.shape(adata.obsm[key]) == (adata.n_obs, k)]
+        if auto:
+            idx = np.asarray(adata.obsm[auto[0]])
+        else:
+            from senca.pp import knn_index
 
-        idx = knn_index(coords, k)
+            idx = knn_index(coords, k)
     idx = idx.astype(np.int64)
     if idx.shape != (adata.n_obs, k):
         raise ValueError(
@@ -52,7 +58,7 @@ def attention(
     attention: str | np.ndarray = "senca_attention",
     stat: Literal["entropy", "max", "self"] = "entropy",
     lines: bool = True,
-    neighbors: str | np.ndarray | None = "spatial_knn",
+    neighbors: str | np.ndarray | None = None,
     library_id: str | None = None,
     library_key: str | None = None,
     img: bool = True,
@@ -82,8 +88,9 @@ def attention(
     lines
         Draw attention-weighted segments to the neighbours.
     neighbors
-        ``(n_obs, k)`` neighbour index the attention columns refer to, or its ``adata.obsm`` key; when the
-        key is missing or ``None`` the ``k`` nearest spots (itself first) are recomputed.
+        ``(n_obs, k)`` neighbour index the attention columns refer to, or its ``adata.obsm`` key. ``None``:
+        ``adata.obsm["senca_knn"]`` (written by ``SENCA.setup_anndata``) or ``adata.obsm["spatial_knn"]``
+        when one has ``k`` columns, else the ``k`` nearest spots (itself first) are recomputed.
     library_id
         Library of ``adata.uns["spatial"]`` whose image to draw.
     library_key
@@ -142,8 +149,6 @@ def attention(
     fig = ax.figure
     diameter = draw_background(ax, adata, coords[rows], lib, img)
     if lines and k > 1:
-        if isinstance(neighbors, str) and neighbors not in adata.obsm:
-            neighbors = None
         idx = _neighbour_index(adata, neighbors, k, coords)
         src = np.repeat(np.arange(n), k)
         dst = idx.ravel()
