@@ -74,8 +74,8 @@ def attention(
     Each spot is coloured by a summary of its attention row: the normalised ``"entropy"`` (1 = spread
     evenly over its neighbours, 0 = all on one), the ``"max"`` weight, or the weight on ``"self"``
     (column 0, the spot itself by senca's neighbour convention). With ``lines=True`` a segment joins
-    each spot to every neighbour it attends to more than uniformly, its width and opacity growing with
-    the weight.
+    each spot to every neighbour it attends to more than uniformly (weight ``> 1/k``), its width and
+    opacity growing with the excess over uniform, so near-uniform attention stays faint.
 
     Parameters
     ----------
@@ -156,9 +156,9 @@ def attention(
         keep = (src != dst) & (w > (1.0 + 1e-6) / k) & rows[src] & rows[dst]
         if keep.any():
             seg = np.stack([coords[src[keep]], coords[dst[keep]]], axis=1)
-            wk = w[keep] / w[keep].max()
+            wk = (w[keep] - 1.0 / k) / (1.0 - 1.0 / k)  # excess over uniform: near-uniform rows stay faint
             colours = np.zeros((keep.sum(), 4))
-            colours[:, 3] = 0.2 + 0.8 * wk
+            colours[:, 3] = 0.1 + 0.9 * wk
             ax.add_collection(LineCollection(seg, linewidths=0.3 + 2.0 * wk, colors=colours, zorder=3))
     sc = ax.scatter(
         coords[rows, 0],

@@ -116,7 +116,7 @@ def history(
     fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (3.6 * ncols, 2.8 * nrows), squeeze=False)
     flat = axes.ravel()
     for ax, (base, members) in zip(flat, groups.items()):
-        for k in members:
+        for k in sorted(members, key=lambda m: (0 if "train" in m else 1 if "validation" in m else 2, m)):
             s = series[k]
             ax.plot(s.index.to_numpy(), s.to_numpy(dtype=float), marker="." if len(s) < 30 else None, label=str(k))
         ax.set_title(base)
