@@ -73,6 +73,18 @@ def versions(packages: list[str] | None = None) -> dict[str, str]:
     return out
 
 
+def senca_git() -> str:
+    """Commit of the senca source tree (``+dirty`` when src/senca has uncommitted changes)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src/senca"], cwd=REPO, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+        return head + ("+dirty" if dirty else "") if head else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def machine() -> dict[str, str]:
     """A short description of the machine the numbers come from."""
     cpu = platform.processor() or "unknown CPU"
@@ -186,6 +198,7 @@ def _child(spec_path: str, out_path: str) -> None:
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     res["peak_rss_mb"] = round(max(own, kids) / 1024, 1)
     res["versions"] = versions()
+    res["senca_git"] = senca_git()
     res["python"] = sys.executable
     Path(out_path).write_text(json.dumps(res, default=_json_default))
 

@@ -12,6 +12,7 @@ Usage::
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -58,6 +59,7 @@ def aggregate_regions(runs: list[dict]) -> dict:
                     "nmi": [r["nmi"] for r in rr],
                     "seeds": [r["seed"] for r in rr],
                     "wall_s": [r["wall_s"] for r in rr],
+                    "cpu_s": [r.get("cpu_s") for r in rr],
                     "peak_rss_mb": [r.get("peak_rss_mb") for r in rr],
                     "n_found": [r.get("n_found") for r in rr],
                     "n_regions": rr[0].get("n_regions"),
@@ -73,6 +75,8 @@ def aggregate_regions(runs: list[dict]) -> dict:
         walls = [w for s in covered for w in entry["sections"][s]["wall_s"]]
         rss = [m for s in covered for m in entry["sections"][s]["peak_rss_mb"] if m is not None]
         entry["wall_s_mean"] = float(np.mean(walls)) if walls else None
+        cpus = [c for s in covered for c in entry["sections"][s]["cpu_s"] if c is not None]
+        entry["cpu_s_mean"] = float(np.mean(cpus)) if cpus else None
         entry["peak_rss_mb_max"] = float(np.max(rss)) if rss else None
         agg["methods"][method] = entry
     return agg
@@ -88,13 +92,16 @@ def regions_markdown(agg: dict, quick: bool = False) -> str:
         "Protocol: every her2st section with pathologist labels available locally; `n_regions` = pathologist classes "
         "present except *undetermined*; ARI / NMI on labelled, non-undetermined spots. Cells: mean ± sd over seeds "
         "(n = seeds). *mean* = mean over sections, then mean ± sd over the seeds that cover every section the method "
-        "ran on (SENCA + H&E runs on A1 only: the only labelled section with an image). Time: seconds per section "
-        "for the method itself (data loading excluded), one thread, on a machine shared with other jobs; peak RSS: "
+        "ran on (SENCA + H&E runs on A1 only: the only labelled section with an image). Time: wall-clock seconds per "
+        "section for the method itself (data loading excluded), one thread, and in brackets the CPU seconds of "
+        "the process over the same call where recorded: the machine was shared with other jobs (load 5-12 on 2 "
+        "cores), so wall times are several times those of a quiet run and CPU seconds are the fairer comparison; "
+        "peak RSS: "
         "the whole process (Python + libraries + data), measured per run in its own process.",
         "",
     ]
-    hdr = "| method | " + " | ".join(f"{s} ARI" for s in sections) + " | mean ARI | mean NMI | s / section | " \
-          "peak RSS (MB) | seeds |"
+    hdr = ("| method | " + " | ".join(f"{s} ARI" for s in sections)
+           + " | mean ARI | mean NMI | wall s (CPU s) / section | peak RSS (MB) | seeds |")
     lines += [hdr, "|" + "---|" * (len(sections) + 6)]
     rows = []
     for m, e in agg["methods"].items():
@@ -107,7 +114,8 @@ def regions_markdown(agg: dict, quick: bool = False) -> str:
         cols = [
             e["label"], *cells, "**" + fmt_mean_std(e["mean_ari_per_seed"]) + "**" + partial,
             fmt_mean_std(e["mean_nmi_per_seed"]),
-            f"{e['wall_s_mean']:.1f}" if e["wall_s_mean"] is not None else "–",
+            (f"{e['wall_s_mean']:.0f}" if e["wall_s_mean"] is not None else "–")
+            + (f" ({e['cpu_s_mean']:.0f})" if e.get("cpu_s_mean") is not None else ""),
             f"{e['peak_rss_mb_max']:.0f}" if e["peak_rss_mb_max"] is not None else "–",
             str(n_seeds),
         ]
@@ -121,12 +129,16 @@ def regions_markdown(agg: dict, quick: bool = False) -> str:
     lines += ["", "¹ The peer's documented clustering is R's mclust (EEE); we use the R-free equivalent, a Gaussian "
               "mixture with one shared full covariance (`sklearn.mixture.GaussianMixture(covariance_type='tied')`).",
               ""]
-    notes = [f"- **{e['label']}**: " + "; ".join(sorted({v['note'] for v in e['sections'].values() if v.get('note')}))
+    def _note(v):
+        return re.sub(r"resolution [0-9.]+", "resolution searched per section", v.get("note", ""))
+
+    notes = [f"- **{e['label']}**: " + "; ".join(sorted({_note(v) for v in e['sections'].values() if _note(v)}))
              for e in agg["methods"].values() if e["sections"]]
     under = [f"- {e['label']}: {len(e['complete_seeds'])} seed(s) only (time)." for e in agg["methods"].values()
              if e["sections"] and 0 < len(e["complete_seeds"]) < max(len(x["complete_seeds"]) for x in
                                                                     agg["methods"].values())]
-    errs = [f"- {e['label']}: " + " / ".join(e["errors"]) for e in agg["methods"].values() if e["errors"]]
+    errs = [f"- {e['label']}: " + " / ".join(x[:300] for x in e["errors"]) for e in agg["methods"].values()
+            if e["errors"]]
     merged = []
     for e in agg["methods"].values():
         for s, v in e["sections"].items():

@@ -146,13 +146,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="300 and 1,000 spots, 1 epoch (CI smoke test)")
     p.add_argument("--sizes", type=int, nargs="*", default=None)
-    p.add_argument("--default-fit-max", type=int, default=1_000,
+    p.add_argument("--default-fit-max", type=int, default=0,
                    help="largest size trained with the default number of epochs (early stopping on)")
     p.add_argument("--full-epoch-max", type=int, default=10_000,
                    help="largest size trained for --max-epochs-large full epochs; larger sizes train "
                         "--limit-batches minibatches of one epoch and the epoch time is extrapolated")
-    p.add_argument("--max-epochs-large", type=int, default=2)
-    p.add_argument("--limit-batches", type=int, default=100)
+    p.add_argument("--max-epochs-large", type=int, default=1)
+    p.add_argument("--limit-batches", type=int, default=50)
     p.add_argument("--results", default=None, help="output folder (default benchmarks/results)")
     p.add_argument("--feature-spots", type=int, default=10_000, help="spots of the synthetic image for throughput")
     p.add_argument("--timeout", type=float, default=1800)
@@ -211,15 +211,17 @@ def markdown(out: dict) -> str:
         f"Command: `{cmd}`. Synthetic Visium-like tissue (`senca.datasets.synthetic`, {out['n_genes']} genes, "
         f"{out['n_histology']} histology features, hex grid, 6-NN neighbourhoods), SENCA with histology, CPU, one "
         "thread, batch size 128 (default), 10 % validation split. *fit* = setup + training + latent "
-        "representation. The smallest size trains the default number of epochs (early stopping on); middle sizes "
-        "train full epochs; the largest train the first minibatches of one epoch on the full data set (all data "
+        "representation. Sizes up to 10k train one full epoch; the larger train the first minibatches of one "
+        "epoch on the full data set (all data "
         "loaded, neighbour bank built, model training), and their epoch time is the mean minibatch time × "
-        "minibatches per epoch. Peak RSS is that of the whole process (Python, torch, data, model), each step in "
+        "minibatches per epoch. *default fit, est.* = default number of epochs (`default_max_epochs`, before early "
+        "stopping) × time per epoch; the measured default fit on real sections is the SENCA time in the regions "
+        "table. Peak RSS is that of the whole process (Python, torch, data, model), each step in "
         "its own process.",
         "",
-        "| spots | simulate (s) | simulate peak RSS (GB) | epochs | time / epoch (s) | fit (s) | latent (s) | "
-        "fit peak RSS (GB) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| spots | simulate (s) | simulate peak RSS (GB) | trained | time / epoch (s) | default epochs | "
+        "default fit, est. (min) | this run (s) | latent (s) | fit peak RSS (GB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in out["rows"]:
         g, f = r["generate"], r.get("fit", {})
@@ -230,11 +232,12 @@ def markdown(out: dict) -> str:
             ep = f"{f['batches_timed']} of {f['batches_per_epoch']} batches"
             per = f"{f['epoch_s_median']:.1f} (extrapolated)"
         else:
-            ep = f"{f['epochs']} (default {f['default_epochs']})"
+            ep = f"{f['epochs']} epoch(s)"
             per = f"{f['epoch_s_measured']:.2f}" if f.get("epoch_s_measured") is not None else "–"
         lat = f"{f['latent_s']:.1f}" if f.get("latent_s") is not None else "not run"
         lines.append(
             f"| {r['n_spots']:,} | {g['wall_s']:.1f} | {g['peak_rss_mb'] / 1024:.2f} | {ep} | {per} | "
+            f"{f['default_epochs']} | {f['default_epochs'] * f['epoch_s_median'] / 60:.1f} | "
             f"{f['fit_s']:.1f} | {lat} | {f['peak_rss_mb'] / 1024:.2f} |"
         )
     b = out["exponent_epoch"]
