@@ -191,8 +191,8 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
         pca_mean = pca_components = None
         if n_pcs_used > 0 and self.adata_manager is not None:
             pca_mean, pca_components = _fit_pca(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY), n_pcs_used)
-        self.module = self._module_cls(
-            n_genes=int(stats["n_vars"]),
+        self._senca_module_kwargs = dict(
+            n_genes=n_genes,
             n_image=n_image,
             n_expression=n_expression,
             n_latent=n_latent,
@@ -213,6 +213,7 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
             reconstruct=reconstruct,
             **module_kwargs,
         )
+        self.module = self._module_cls(**self._senca_module_kwargs)
         self._model_summary_string = (
             f"SENCA: n_genes {stats['n_vars']}, histology features {n_image or 'none (expression only)'}, "
             f"neighbours {stats.get(f'n_{REGISTRY_KEYS.NEIGHBOR_KEY}')}, n_latent {n_latent}, n_hidden {n_hidden}, "
@@ -466,6 +467,8 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
 
             set_seed(seed)
             scvi.settings.seed = int(seed)
+            if not self.is_trained_:  # the seed also decides the initial weights
+                self.module = self._module_cls(**self._senca_module_kwargs)
         if max_epochs is None:
             max_epochs = default_max_epochs(self.adata.n_obs)
         train_size = float(train_size)
@@ -492,6 +495,21 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
                 **trainer_kwargs,
             )
         self.module.eval()
+
+    def _validate_anndata(self, adata=None, copy_if_view: bool = True):
+        """Set new data up with SENCA's own ``setup_anndata`` (computing *its* neighbour index)."""
+        if adata is not None and self.adata_manager is not None:
+            from scvi.data._constants import _SCVI_UUID_KEY, _SETUP_ARGS_KEY
+            from scvi.data._utils import _check_if_view
+
+            _check_if_view(adata, copy_if_view=copy_if_view)
+            cls = type(self)
+            store = cls._per_instance_manager_store.get(self.id, {})
+            manager = store.get(adata.uns.get(_SCVI_UUID_KEY))
+            if manager is None or manager.adata is not adata:
+                cls.setup_anndata(adata, source_registry=self.registry_, **self.registry_[_SETUP_ARGS_KEY])
+                self._register_manager_for_instance(cls._get_most_recent_anndata_manager(adata, required=True))
+        return super()._validate_anndata(adata, copy_if_view=copy_if_view)
 
     # ------------------------------------------------------------------ outputs
     @torch.inference_mode()

@@ -1,0 +1,278 @@
+"""SENCA: the paper's property on synthetic tissue, determinism, save/load, query data, scale, validation."""
+
+from __future__ import annotations
+
+import threading
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+
+import senca
+from senca.data import REGISTRY_KEYS, NeighborhoodDataLoader, neighbor_key
+from senca.model import SENCA
+
+# R1/R2 look alike in H&E but express differently; R3/R4 express alike but look different.
+DESIGN = {"n_regions": 4, "expression_map": [0, 1, 2, 2], "histology_map": [0, 0, 1, 2]}
+SMALL = {"n_hidden": 32, "n_latent": 16, "dropout": 0.0}  # a small, fast network for tests
+FIT = {"max_epochs": 60, "lr": 5e-3, "enable_progress_bar": False}
+
+
+def _tissue(seed: int, n_spots: int = 400):
+    return senca.datasets.synthetic(n_spots=n_spots, seed=seed, **DESIGN)
+
+
+def _clusters(emb: np.ndarray, n: int = 4) -> np.ndarray:
+    return KMeans(n, n_init=10, random_state=0).fit_predict(emb)
+
+
+def _pair_ari(adata, labels, pair) -> float:
+    """ARI restricted to the spots of two regions: ~0 when the clustering cannot tell them apart."""
+    keep = adata.obs["region"].isin(pair).to_numpy()
+    return adjusted_rand_score(adata.obs["region"].to_numpy()[keep], labels[keep])
+
+
+def _trained(adata, seed: int = 0, image: bool = True, **fit):
+    SENCA.setup_anndata(adata, layer="counts", image_key="X_histology" if image else None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = SENCA(adata, **SMALL)
+        model.train(seed=seed, **{**FIT, **fit})
+    return model
+
+
+@pytest.fixture(scope="module")
+def trained_both():
+    """Three seeds of SENCA with both modalities on the decoupled synthetic tissue."""
+    out = []
+    for seed in range(3):
+        adata = _tissue(seed)
+        out.append((adata, _trained(adata, seed=seed)))
+    return out
+
+
+def test_recovers_regions_that_need_both_modalities(trained_both):
+    for adata, model in trained_both:
+        labels = _clusters(model.get_latent_representation())
+        ari = adjusted_rand_score(adata.obs["region"], labels)
+        assert ari >= 0.9, ari
+        # both distinctions are made: the expression-only one (R1/R2) and the histology-only one (R3/R4)
+        assert _pair_ari(adata, labels, ["R1", "R2"]) > 0.8
+        assert _pair_ari(adata, labels, ["R3", "R4"]) > 0.8
+
+
+def test_single_modality_cannot_recover_all_regions(trained_both):
+    adata, _ = trained_both[0]
+    # expression only (no image_key): R3 and R4 express alike, so they stay merged
+    expr = adata.copy()
+    with pytest.warns(UserWarning, match="expression-only"):
+        model = _trained_warning_visible(expr)
+    labels = _clusters(model.get_latent_representation())
+    assert _pair_ari(expr, labels, ["R3", "R4"]) < 0.3
+    assert adjusted_rand_score(expr.obs["region"], labels) < 0.8
+    # histology only, spatially smoothed like the model's neighbourhood: R1 and R2 look alike
+    nbr = adata.obsm["senca_knn"]
+    hist = adata.obsm["X_histology"][nbr].mean(1)
+    labels = _clusters(hist)
+    assert _pair_ari(adata, labels, ["R1", "R2"]) < 0.3
+    assert adjusted_rand_score(adata.obs["region"], labels) < 0.8
+
+
+def _trained_warning_visible(adata):
+    SENCA.setup_anndata(adata, layer="counts", image_key=None)
+    model = SENCA(adata, **SMALL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model.train(seed=0, **FIT)
+    return model
+
+
+def test_discordance_is_a_finite_non_negative_score(trained_both):
+    adata, model = trained_both[0]
+    d = model.get_discordance()
+    assert d.shape == (adata.n_obs,)
+    assert d.dtype == np.float32
+    assert np.all(d >= 0)
+    assert np.isfinite(d).all()
+    assert d.std() > 0
+    senca.tl.discordance(adata, model)
+    np.testing.assert_allclose(adata.obs["senca_discordance"].to_numpy(), d, rtol=1e-6)
+
+
+def test_attention_shapes_and_rows_sum_to_one(trained_both):
+    adata, model = trained_both[0]
+    for direction in ("gene", "image", "contrast"):
+        a = model.get_attention(direction=direction)
+        assert a.shape == (adata.n_obs, 6)
+        np.testing.assert_allclose(a.sum(1), 1.0, atol=1e-5)
+    assert np.all(model.get_attention(direction="contrast")[:, 0] == 0)  # the contrast looks at the others
+    with pytest.raises(ValueError, match="direction"):
+        model.get_attention(direction="sideways")
+    assert "train_loss" in model.history
+    assert "elbo_validation" in model.history
+
+
+def test_same_seed_identical_embedding_different_seed_differs():
+    adata = _tissue(0, n_spots=200)
+    runs = [_trained(adata, seed=s, max_epochs=4).get_latent_representation() for s in (3, 3, 4)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.allclose(runs[0], runs[2])
+
+
+def test_save_load_round_trip(trained_both, tmp_path):
+    adata, model = trained_both[0]
+    z = model.get_latent_representation()
+    disc = model.get_discordance()
+    model.save(tmp_path / "with", save_anndata=True)
+    model.save(tmp_path / "without")
+    loaded = SENCA.load(tmp_path / "with")  # AnnData read back from the folder
+    np.testing.assert_array_equal(loaded.get_latent_representation(), z)
+    loaded = SENCA.load(tmp_path / "without", adata=adata)
+    np.testing.assert_array_equal(loaded.get_latent_representation(), z)
+    np.testing.assert_array_equal(loaded.get_discordance(), disc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        bare = SENCA.load(tmp_path / "without", adata=False)  # no data at all: set up on first use
+    np.testing.assert_array_equal(bare.get_latent_representation(adata.copy()), z)
+
+
+def test_model_trained_on_one_section_embeds_another(trained_both):
+    adata, model = trained_both[0]
+    rng = np.random.default_rng(7)
+    query = adata.copy()  # another "section" of the same tissue: new counts noise, new image noise
+    counts = query.layers["counts"].toarray().astype(np.int64)
+    query.layers["counts"] = sp.csr_matrix(rng.binomial(counts, 0.7).astype(np.float32))
+    query.X = query.layers["counts"].copy()
+    query.obsm["X_histology"] = query.obsm["X_histology"] + rng.normal(0, 0.3, query.obsm["X_histology"].shape)
+    del query.obsm["senca_knn"]
+    for key in list(query.uns):
+        del query.uns[key]
+    z = model.get_latent_representation(query)
+    assert z.shape == (query.n_obs, 16)
+    assert np.isfinite(z).all()
+    assert "senca_knn" in query.obsm  # its own neighbour index was computed
+    assert adjusted_rand_score(query.obs["region"], _clusters(z)) > 0.8
+
+
+def test_no_image_mode_trains_and_warns_once():
+    adata = _tissue(1, n_spots=150)
+    SENCA.setup_anndata(adata, layer="counts")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = SENCA(adata, **SMALL)
+        model.train(max_epochs=2, seed=0, enable_progress_bar=False)
+        z = model.get_latent_representation()
+    ours = [w for w in caught if "expression-only" in str(w.message)]
+    assert len(ours) == 1
+    assert z.shape == (150, 16)
+    assert np.isfinite(z).all()
+    assert model.get_attention().shape == (150, 6)
+    with pytest.raises(ValueError, match="histology"):
+        model.get_attention(direction="image")
+
+
+def test_neighbours_never_cross_samples_and_loader_gathers_rows():
+    a = senca.datasets.synthetic(n_spots=120, seed=0, library_id="a")
+    b = senca.datasets.synthetic(n_spots=150, seed=1, library_id="b")
+    both = senca.pp.concat_sections([a, b])  # identical coordinates in both sections
+    SENCA.setup_anndata(both, layer="counts", image_key="X_histology", sample_key="section", n_neighbors=7)
+    nbr = both.obsm["senca_knn"]
+    section = both.obs["section"].to_numpy()
+    assert nbr.shape == (270, 7)
+    assert np.array_equal(nbr[:, 0], np.arange(270))
+    assert np.all(section[nbr] == section[:, None])
+    manager = SENCA._get_most_recent_anndata_manager(both)
+    batch = next(iter(NeighborhoodDataLoader(manager, indices=np.arange(100, 164), batch_size=64)))
+    idx = batch[REGISTRY_KEYS.NEIGHBOR_KEY]
+    assert idx.dtype == torch.int64
+    assert idx.shape == (64, 7)
+    counts = both.layers["counts"].toarray()
+    np.testing.assert_array_equal(batch[neighbor_key(REGISTRY_KEYS.X_KEY)].numpy(), counts[idx.numpy()])
+    np.testing.assert_allclose(batch[neighbor_key(REGISTRY_KEYS.IMAGE_KEY)].numpy(), both.obsm["X_histology"][idx])
+    assert sp.issparse(both.layers["counts"])  # the bank was not densified in place
+
+
+def test_twenty_thousand_spots_train_without_dense_n_by_n():
+    psutil = pytest.importorskip("psutil")
+    adata = senca.datasets.synthetic(n_spots=20_000, n_genes=100, n_histology=16, seed=0)
+    proc = psutil.Process()
+    base = proc.memory_info().rss
+    peak = [base]
+    stop = threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            stop.wait(0.005)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    tracemalloc.start()
+    thread.start()
+    try:
+        SENCA.setup_anndata(adata, layer="counts", image_key="X_histology")
+        model = SENCA(adata, n_hidden=16, n_latent=8, n_heads=2, n_pcs=10)
+        model.train(max_epochs=1, batch_size=512, seed=0, enable_progress_bar=False)
+        z = model.get_latent_representation(batch_size=2048)
+    finally:
+        stop.set()
+        thread.join()
+        _, py_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    dense = 20_000**2 * 4  # one float32 n_obs x n_obs matrix: 1.6 GB
+    assert z.shape == (20_000, 8)
+    assert py_peak < dense / 8, py_peak  # numpy/python allocations
+    assert peak[0] - base < dense / 4, (peak[0] - base) / 1e6  # everything, torch included
+
+
+def test_setup_errors_are_clear():
+    adata = _tissue(0, n_spots=60)
+    with pytest.raises(KeyError, match="X_missing"):
+        SENCA.setup_anndata(adata, layer="counts", image_key="X_missing")
+    with pytest.raises(KeyError, match="layers"):
+        SENCA.setup_anndata(adata, layer="raw")
+    with pytest.raises(KeyError, match="spatial"):
+        SENCA.setup_anndata(adata, layer="counts", spatial_key="xy")
+    with pytest.raises(ValueError, match="n_neighbors"):
+        SENCA.setup_anndata(adata[:4].copy(), layer="counts", n_neighbors=6)
+    logged = adata.copy()
+    logged.X = np.log1p(logged.X.toarray())
+    with pytest.raises(ValueError, match="integer counts"):
+        SENCA.setup_anndata(logged)
+    neg = adata.copy()
+    neg.X = -neg.X.toarray()
+    with pytest.raises(ValueError, match="negative"):
+        SENCA.setup_anndata(neg)
+    bad = adata.copy()
+    bad.obsm["X_histology"][3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        SENCA.setup_anndata(bad, layer="counts", image_key="X_histology")
+    # a neighbour index made stale by subsetting after setup is caught, not silently misread
+    SENCA.setup_anndata(adata, layer="counts")
+    manager = SENCA._get_most_recent_anndata_manager(adata)
+    adata.obsm["senca_knn"] = adata.obsm["senca_knn"][::-1].copy()
+    with pytest.raises(ValueError, match="stale"):
+        NeighborhoodDataLoader(manager)
+
+
+def test_spatialdata_table_is_registered_and_accepted():
+    pytest.importorskip("spatialdata")
+    adata = _tissue(0, n_spots=120)
+    sdata = senca.io.to_spatialdata(adata)
+    table_key = next(iter(sdata.tables))
+    table = sdata.tables[table_key]
+    if "spatial" not in table.obsm:
+        table.obsm["spatial"] = adata.obsm["spatial"]
+    SENCA.setup_spatialdata(sdata, table_key=table_key, image_key="X_histology", layer="counts")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = SENCA(sdata, **SMALL)
+        model.train(max_epochs=1, seed=0, enable_progress_bar=False)
+    z = model.get_latent_representation(sdata)
+    assert z.shape == (120, 16)
+    with pytest.raises(KeyError, match="nope"):
+        SENCA.setup_spatialdata(sdata, table_key="nope")
