@@ -235,11 +235,12 @@ def test_stats_features_separate_histology(synth):
     assert info["method"] == "stats"
     assert info["context"] == [1.0, 2.0]
     assert len(info["feature_names"]) == 120
-    # regions with different histology programmes are told apart by a nearest-centroid rule
+    # regions with different histology programmes are told apart by a linear classifier
+    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_score
-    from sklearn.neighbors import NearestCentroid
 
-    acc = cross_val_score(NearestCentroid(), x, a.obs["histology_program"].to_numpy(), cv=5).mean()
+    clf = LogisticRegression(C=0.1, max_iter=2000)
+    acc = cross_val_score(clf, x, a.obs["histology_program"].to_numpy(), cv=5).mean()
     assert acc > 0.85
     b = synth.copy()
     extract_features(b, method="stats", progress=False)

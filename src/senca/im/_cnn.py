@@ -94,6 +94,17 @@ class CNNExtractor:
         Seeds weight initialisation, shuffling and augmentation (CPU results are identical for a fixed seed).
     device
         torch device; ``None`` picks CUDA when available, else CPU.
+
+    Examples
+    --------
+    Usually run through ``senca.im.extract_features(adata, method="cnn")``; directly:
+
+    >>> import numpy as np
+    >>> import senca
+    >>> patches = np.random.default_rng(0).random((64, 32, 32, 3), dtype=np.float32)
+    >>> model = senca.im.CNNExtractor(epochs=1, width=8, seed=0).fit(patches)
+    >>> model.transform(patches).shape
+    (64, 64)
     """
 
     def __init__(

@@ -47,24 +47,21 @@ def extract_features(
     Patches are cropped at the spot's true scale by :func:`senca.im.spot_patches` (one per ``context``
     multiplier of the spot diameter), turned into features by ``method`` and concatenated over contexts.
 
-    Methods
-    -------
-    ``"stats"`` (default, no deep learning)
-        Colour moments in RGB and in haematoxylin/eosin optical density (:func:`skimage.color.rgb2hed`), GLCM
-        texture (vectorised, identical to :func:`skimage.feature.graycoprops`), uniform-LBP histograms
-        (:func:`skimage.feature.local_binary_pattern`), gradient, tissue fraction and a nuclear-density proxy
-        (haematoxylin-rich pixel fraction, blob count and size): 60 features per context.
-    ``"cnn"``
-        A small plain-torch convolutional encoder trained self-supervised (SimCLR: invariance to flips, 90-degree
-        rotations, zoom-crops and colour/stain jitter) on the section's own patches, then applied to every spot;
-        64 features per context. ``method_kwargs`` go to :class:`senca.im.CNNExtractor` (``epochs``, ``width``,
-        ``n_features``, ``max_train_spots``...).
-    ``"timm"``
-        A timm backbone (optional dependency) with its classifier removed: ``model_name`` (a timm name or a hub id
-        such as ``"hf-hub:MahmoodLab/UNI"``), ``weights`` (a local weights file), batched on the best device.
-    a callable
-        ``f(patches) -> features`` with ``patches`` of shape ``(n, size, size, 3)``, float32 RGB in ``[0, 1]``,
-        returning ``(n, d)``.
+    The extractors:
+
+    - ``"stats"`` (default, no deep learning): colour moments in RGB and in haematoxylin/eosin optical density
+      (:func:`skimage.color.rgb2hed`), GLCM texture (vectorised, identical to :func:`skimage.feature.graycoprops`),
+      uniform-LBP histograms (as :func:`skimage.feature.local_binary_pattern`), gradient, tissue fraction and a
+      nuclear-density proxy (haematoxylin-rich pixel fraction, blob count and size): 60 features per context.
+    - ``"cnn"``: a small plain-torch convolutional encoder trained self-supervised (SimCLR: invariance to flips,
+      90-degree rotations, zoom-crops and colour/stain jitter) on the section's own patches, then applied to every
+      spot; 64 features per context. ``method_kwargs`` go to :class:`senca.im.CNNExtractor` (``epochs``,
+      ``width``, ``n_features``, ``lr``...; ``max_train_spots``, default 10,000: the encoder trains on a random
+      subset of that many spots, then embeds all spots chunk by chunk).
+    - ``"timm"``: a timm backbone (optional dependency) with its classifier removed: ``model_name`` (a timm name or
+      a hub id such as ``"hf-hub:MahmoodLab/UNI"``), ``weights`` (a local weights file), batched on the best device.
+    - a callable ``f(patches) -> features`` with ``patches`` of shape ``(n, size, size, 3)``, float32 RGB in
+      ``[0, 1]``, returning ``(n, d)``.
 
     Parameters
     ----------
@@ -143,7 +140,8 @@ def extract_features(
         adata = data
         where = "adata.obsm"
     check_key_free(adata.obsm, key_added, where, overwrite)
-    set_seed(seed)
+    if method != "stats":  # "stats" is deterministic; seeding imports torch (seconds), so skip it there
+        set_seed(seed)
 
     extractor = None
     if method == "timm":
@@ -275,7 +273,7 @@ def _run(chunk_iter, fn, n_obs, n_ctx, bar) -> np.ndarray:
 def _run_cnn(chunks, images, contexts, n_obs, seed, kwargs, bar, progress):
     from ._cnn import CNNExtractor
 
-    max_train = int(kwargs.pop("max_train_spots", 20000))
+    max_train = int(kwargs.pop("max_train_spots", 10000))
     rng = np.random.default_rng(seed)
     train = np.zeros(n_obs, dtype=bool)
     train[rng.choice(n_obs, size=min(max_train, n_obs), replace=False)] = True

@@ -22,6 +22,14 @@ class PatchChunk(NamedTuple):
     patches
         float32 RGB in ``[0, 1]``: ``(n, size, size, 3)`` for a scalar ``context``, ``(n, n_context, size, size, 3)``
         for a sequence of context multipliers.
+
+    Examples
+    --------
+    >>> import senca
+    >>> adata = senca.datasets.synthetic(n_spots=50, image=True, seed=0)
+    >>> rows, patches = next(senca.im.spot_patches(adata, size=8))
+    >>> rows[:3].tolist(), patches.shape
+    ([0, 1, 2], (50, 8, 8, 3))
     """
 
     rows: np.ndarray
@@ -248,19 +256,28 @@ def _crop(si: SpotImage, y0: int, x0: int, length: int, pad_mode: str, pad_value
 def _area_1d(x: np.ndarray, edges: np.ndarray, r: float, axis: int) -> np.ndarray:
     """Exact box (area) average of ``x`` between consecutive ``edges`` along ``axis``.
 
-    Pixel ``k`` covers ``[k - 0.5, k + 0.5)``; its integral is piecewise linear, so the mean over any interval is
-    exact. ``edges`` has ``size + 1`` entries in pixel coordinates of ``x``.
+    Pixel ``k`` covers ``[k - 0.5, k + 0.5)``, so the integral of ``x`` is piecewise linear and the mean over any
+    interval is exact: whole pixels are summed with one ``reduceat`` pass (no cumulative copy of the crop) and the
+    fractional pixels at both ends are added. ``edges`` has ``size + 1`` increasing entries, in pixel coordinates of
+    ``x``, at least one pixel apart (``r >= 1``).
     """
-    x = np.moveaxis(x, axis, 0)
-    n = x.shape[0]
-    c = np.zeros((n + 1, *x.shape[1:]), dtype=np.float64)
-    np.cumsum(x, axis=0, out=c[1:])
-    t = np.clip(edges + 0.5, 0.0, n)
-    i = np.minimum(t.astype(np.int64), n - 1)
-    frac = (t - i).reshape(-1, *([1] * (x.ndim - 1)))
-    integral = c[i] + frac * x[i]
-    out = (integral[1:] - integral[:-1]) / r
-    return np.moveaxis(out, 0, axis)
+    n = x.shape[axis]
+    t = np.clip(np.asarray(edges, dtype=np.float64) + 0.5, 0.0, n - 1e-9)
+    i = t.astype(np.int64)
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    frac = (t - i).reshape(shape)
+    if len(i) > 1 and np.all(np.diff(i) > 0):
+        whole = np.add.reduceat(x, i, axis=axis, dtype=np.float64)
+        whole = np.take(whole, np.arange(len(i) - 1), axis=axis)  # sums of x[i_j : i_j+1]
+    else:  # pragma: no cover - edges closer than one pixel (not produced by crop_resample)
+        c = np.cumsum(x, axis=axis, dtype=np.float64)
+        c = np.concatenate([np.zeros_like(np.take(c, [0], axis=axis)), c], axis=axis)
+        whole = np.diff(np.take(c, i, axis=axis), axis=axis)
+    part = np.take(x, i, axis=axis) * frac
+    lo = np.take(part, np.arange(len(i) - 1), axis=axis)
+    hi = np.take(part, np.arange(1, len(i)), axis=axis)
+    return (whole + hi - lo) / r
 
 
 def crop_resample(
@@ -281,13 +298,22 @@ def crop_resample(
     if r >= 1.0:
         length = int(np.ceil(side)) + 4
         steps = np.arange(size + 1) * r
+        image = si.image
+        h, w = image.shape[0], image.shape[1]
+        # native RGB without alpha: integrate the raw values and scale the small result (no float copy of the crop)
+        native_ok = image.ndim == 3 and image.shape[2] == 3 and image.dtype != np.bool_
         for k in range(n):
             cx, cy = centres[k]
             x0 = int(np.floor(cx - side / 2.0)) - 1
             y0 = int(np.floor(cy - side / 2.0)) - 1
-            crop = _crop(si, y0, x0, length, pad_mode, pad_value)
-            tmp = _area_1d(crop, cx - side / 2.0 + steps - x0, r, axis=1)  # (length, size, 3)
-            out[k] = _area_1d(tmp, cy - side / 2.0 + steps - y0, r, axis=0)
+            if native_ok and y0 >= 0 and x0 >= 0 and y0 + length <= h and x0 + length <= w:
+                crop, scale = image[y0 : y0 + length, x0 : x0 + length], si.value_scale
+            else:
+                crop, scale = _crop(si, y0, x0, length, pad_mode, pad_value), 1.0
+            # rows first (contiguous, shrinks the data most), then columns of the small intermediate
+            tmp = _area_1d(crop, cy - side / 2.0 + steps - y0, r, axis=0)  # (size, length, 3)
+            res = _area_1d(tmp, cx - side / 2.0 + steps - x0, r, axis=1)
+            out[k] = res * scale if scale != 1.0 else res
         return np.clip(out, 0.0, 1.0, out=out)
     # up-sampling: bilinear (tent of width one image pixel), batched separable matmuls
     offs = (np.arange(size) + 0.5 - size / 2.0) * r

@@ -181,7 +181,15 @@ def _blob_stats(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def stats_feature_names() -> list[str]:
-    """Names of the columns of :func:`stats_features`, in order."""
+    """Names of the columns of :func:`stats_features`, in order.
+
+    Examples
+    --------
+    >>> import senca
+    >>> names = senca.im.stats_feature_names()
+    >>> len(names), names[:3]
+    (60, ['R_mean', 'G_mean', 'B_mean'])
+    """
     names = []
     for stat in ("mean", "std", "skew"):
         names += [f"{c}_{stat}" for c in ("R", "G", "B")]
@@ -210,6 +218,14 @@ def stats_features(patches: np.ndarray) -> np.ndarray:
     Returns
     -------
     ``(n, n_features)`` float32 (not standardised).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import senca
+    >>> patches = np.random.default_rng(0).random((10, 32, 32, 3), dtype=np.float32)
+    >>> senca.im.stats_features(patches).shape
+    (10, 60)
     """
     patches = np.asarray(patches, dtype=np.float32)
     n, h, w, _ = patches.shape

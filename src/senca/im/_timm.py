@@ -55,6 +55,22 @@ class TimmExtractor:
         Patches per forward pass.
     model_kwargs
         Passed to :func:`timm.create_model`.
+
+    Raises
+    ------
+    ImportError
+        When timm (or the torchvision it imports) cannot be imported, with what to install.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import senca
+    >>> extractor = senca.im.TimmExtractor("resnet18", pretrained=False)  # doctest: +SKIP
+    >>> extractor(np.zeros((2, 224, 224, 3), np.float32)).shape  # doctest: +SKIP
+    (2, 512)
+    >>> adata = senca.datasets.synthetic(n_spots=50, image=True, seed=0)
+    >>> senca.im.extract_features(adata, method="timm", model_name="hf-hub:MahmoodLab/UNI", weights="uni.bin",
+    ...                           key_added="X_uni")  # doctest: +SKIP
     """
 
     def __init__(
