@@ -1,0 +1,128 @@
+"""Input checks shared by the public entry points: fail early, name the problem and the fix.
+
+Each check raises :class:`ValueError`, :class:`TypeError` or :class:`KeyError` with a message that says what is
+wrong and what to do about it. None of them modifies its input. Kept free of scvi/lightning/torch imports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["check_counts", "check_features", "check_not_backed"]
+
+
+def check_not_backed(adata: Any, layer: str | None, who: str) -> None:
+    """Raise a clear error when the counts to read are an on-disk (backed) ``X``.
+
+    anndata keeps only ``X`` on disk in backed mode (layers and obsm are loaded), so ``layer=...`` works on a
+    backed AnnData; ``X`` itself cannot be validated or gathered by row efficiently.
+
+    Parameters
+    ----------
+    adata
+        The AnnData.
+    layer
+        Layer holding the counts; ``None`` means ``X``.
+    who
+        Caller name used in the message, e.g. ``"SENCA.setup_anndata"``.
+
+    Examples
+    --------
+    >>> import senca
+    >>> from senca._validate import check_not_backed
+    >>> check_not_backed(senca.datasets.synthetic(n_spots=50), None, "SENCA.setup_anndata")
+    """
+    if layer is None and getattr(adata, "isbacked", False):
+        raise ValueError(
+            f"{who}: adata is backed (on disk) and the counts are in adata.X, which stays on disk. Load it with "
+            "adata = adata.to_memory(), or keep the counts in a layer (layers are loaded) and pass layer=."
+        )
+
+
+def _values(x: Any, where: str) -> np.ndarray:
+    if sp.issparse(x):
+        data = x.data
+    elif hasattr(x, "dtype") and hasattr(x, "shape") and not isinstance(x, np.ndarray) and hasattr(x, "to_memory"):
+        raise ValueError(f"{where} is an on-disk array; load the AnnData with adata.to_memory() first.")
+    else:
+        data = np.asarray(x)
+    if not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
+        raise TypeError(f"{where} must be numeric, got dtype {data.dtype}; store numbers (e.g. float32) there.")
+    return data
+
+
+def check_counts(x: Any, where: str, who: str = "senca") -> None:
+    """Raise unless ``x`` holds raw counts: finite, non-negative, integer-valued (dense or sparse).
+
+    Parameters
+    ----------
+    x
+        Dense array or scipy sparse matrix, e.g. ``adata.layers["counts"]``.
+    where
+        Where ``x`` comes from, used in the message (e.g. ``"adata.layers['counts']"``).
+    who
+        Method name used in the message.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from senca._validate import check_counts
+    >>> check_counts(np.array([[0, 3], [1, 2]]), "adata.X")
+    >>> check_counts(np.array([[0.5, 3]]), "adata.X")
+    Traceback (most recent call last):
+    ...
+    ValueError: adata.X is not integer counts (normalised or log data?); senca models raw counts: pass the layer that holds them, e.g. layer='counts'.
+    """  # noqa: E501
+    data = _values(x, where)
+    if data.size == 0:
+        return
+    if not np.isfinite(data).all():
+        raise ValueError(f"{where} contains NaN or infinite values; remove or impute those spots first.")
+    if data.min() < 0:
+        raise ValueError(f"{where} has negative values; {who} needs raw counts (pass layer='counts').")
+    if not np.array_equal(data, np.round(data)):
+        raise ValueError(
+            f"{where} is not integer counts (normalised or log data?); {who} models raw counts: pass the layer that "
+            "holds them, e.g. layer='counts'."
+        )
+
+
+def check_features(x: Any, where: str, allow_nan_rows: bool = False) -> None:
+    """Raise unless ``x`` is a finite 2-D numeric feature matrix.
+
+    Parameters
+    ----------
+    x
+        ``(n_obs, n_features)`` array, e.g. ``adata.obsm["X_histology"]``.
+    where
+        Where ``x`` comes from, used in the message.
+    allow_nan_rows
+        Accept rows that are entirely NaN (SpaCRD: a spot without an image); infinities and partly-NaN rows are
+        still errors.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from senca._validate import check_features
+    >>> check_features(np.zeros((3, 2)), "adata.obsm['X_histology']")
+    """
+    if np.ndim(x) != 2:
+        raise ValueError(f"{where} must be 2-D (n_obs, n_features), got shape {np.shape(x)}.")
+    if sp.issparse(x):
+        x = x.toarray()
+    data = _values(x, where)
+    finite = np.isfinite(data)
+    if finite.all():
+        return
+    if allow_nan_rows and not np.isinf(data).any():
+        nan_rows = np.isnan(data).all(1)
+        if (finite | nan_rows[:, None]).all():
+            return
+        raise ValueError(
+            f"{where} has rows that are only partly NaN; a spot without an image must be NaN in every feature, "
+            "otherwise impute the missing values."
+        )
+    raise ValueError(f"{where} contains NaN or infinite values; remove or impute those spots first.")
