@@ -1,12 +1,14 @@
 """Draw the documentation's figures into docs/_static/ (run by hand; the PNGs are committed).
 
-    python docs/make_figures.py            # diagrams and the landing figure
+    python docs/make_figures.py            # diagrams and the synthetic-tissue figure
     python docs/make_figures.py diagrams   # only the two method diagrams (no senca.model needed)
+    python docs/make_figures.py her2st     # the landing figure: runs `senca demo` (needs SENCA_DATA_DIR)
 
 - ``senca_diagram.png`` and ``spacrd_diagram.png``: the two architectures (matplotlib boxes and arrows; mermaid
   and graphviz are not available offline).
-- ``landing.png``: SENCA on a synthetic tissue whose regions are known: the H&E-like image, the true regions and
-  the regions SENCA finds (a short CPU training; about a minute).
+- ``synthetic_regions.png``: SENCA on a synthetic tissue whose regions are known: the H&E-like image, the true
+  regions and the regions SENCA finds (a short CPU training; about a minute).
+- ``landing_her2st.png``: the PNG written by ``senca demo`` (her2st A1: pathologist vs SENCA over the H&E).
 """
 
 from __future__ import annotations
@@ -209,14 +211,41 @@ def landing(path: Path, seed: int = 0) -> None:
     fig = regions_figure(adata, keys, title=title, panel_size=4.0)
     fig.savefig(path, dpi=110, bbox_inches="tight", facecolor="white")
     plt.close(fig)
+    _shrink_png(path)
     print(f"wrote {path}; spots per true region {np.bincount(adata.obs['truth'].cat.codes).tolist()}")
+
+
+def _shrink_png(path: Path) -> None:
+    """Quantise a PNG to 256 colours (a third of the size, no visible change for these figures)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        small = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    small.save(path, optimize=True)
+
+
+def her2st_landing(path: Path, seed: int = 0) -> None:
+    """Run ``senca demo`` (her2st A1) and keep its PNG."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = ["senca", "demo", "--out", tmp, "--seed", str(seed), "--accelerator", "cpu"]
+        subprocess.run(cmd, check=True)
+        shutil.copyfile(Path(tmp) / "her2st_A1_regions.png", path)
+    _shrink_png(path)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
     STATIC.mkdir(exist_ok=True)
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
+    if what == "her2st":
+        her2st_landing(STATIC / "landing_her2st.png")
+        sys.exit(0)
     senca_diagram(STATIC / "senca_diagram.png")
     spacrd_diagram(STATIC / "spacrd_diagram.png")
     print(f"wrote {STATIC / 'senca_diagram.png'} and {STATIC / 'spacrd_diagram.png'}")
     if what == "all":
-        landing(STATIC / "landing.png")
+        landing(STATIC / "synthetic_regions.png")

@@ -299,3 +299,27 @@ def test_regions_command_writes_regions(section_with_features, tmp_path):
     out2 = tmp_path / "regions2.h5ad"
     _run("regions", section_with_features, "-o", out2, "--n-regions", "3", "--max-epochs", "3", "--accelerator", "cpu")
     np.testing.assert_allclose(ad.read_h5ad(out2).obsm["X_senca"], back.obsm["X_senca"], rtol=1e-5, atol=1e-5)
+
+
+def test_features_on_spatialdata_zarr(tmp_path):
+    _need("senca.im", "extract_features")
+    _need("senca.io", "to_spatialdata")
+    import spatialdata as sd
+
+    import senca
+
+    adata = senca.datasets.synthetic(n_spots=80, n_genes=30, n_regions=2, image=True, seed=3, library_id="lib")
+    del adata.obsm["X_histology"]
+    senca.io.to_spatialdata(adata).write(tmp_path / "in.zarr")
+    out = tmp_path / "out.zarr"
+    result = _run("features", tmp_path / "in.zarr", "-o", out)
+    assert result.exit_code == 0, result.output
+    back = sd.read_zarr(out)
+    table = back.tables["table"]
+    assert table.obsm["X_histology"].shape[0] == adata.n_obs
+    assert len(back.images) == 1  # the image travels with the results
+    assert "X_histology" not in sd.read_zarr(tmp_path / "in.zarr").tables["table"].obsm
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "out.zarr"]  # no temporary left
+    # a missing table is a one-line error
+    result = _run("features", tmp_path / "in.zarr", "-o", tmp_path / "o2.zarr", "--table-key", "nope")
+    _assert_one_line_error(result, "no table 'nope'", "--table-key")

@@ -65,6 +65,16 @@ LayerOpt = Annotated[
     str | None,
     typer.Option("--layer", metavar="NAME", help="Layer with raw counts [default: 'counts' if present, else X]."),
 ]
+TopGenesOpt = Annotated[
+    int,
+    typer.Option(
+        "--n-top-genes",
+        metavar="N",
+        min=0,
+        help="Train on the N most variable genes (seurat_v3 on the raw counts); 0 uses all genes. "
+        "The output keeps every gene.",
+    ),
+]
 MaxEpochsOpt = Annotated[
     int | None,
     typer.Option("--max-epochs", metavar="N", min=1, help="Training epochs [default: scaled to the data size]."),
@@ -101,6 +111,7 @@ def _user_errors() -> Iterator[None]:
 
     ``SENCA_DEBUG=1`` re-raises them with their traceback instead.
     """
+    _quiet_libraries()
     try:
         yield
     except typer.Exit:
@@ -118,16 +129,25 @@ def _user_errors() -> Iterator[None]:
 
 
 def _quiet_libraries() -> None:
+    """Silence library chatter (deprecations, Lightning's tips and INFO lines); call again after imports."""
     import logging
     import warnings
 
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=SyntaxWarning)
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*litlogger.*")
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+    for category in (FutureWarning, DeprecationWarning, SyntaxWarning):
+        warnings.filterwarnings("ignore", category=category)
+    for message in (
+        ".*LeafSpec.*",
+        ".*litlogger.*",
+        ".*deterministic=True.*benchmark=True.*",
+        ".*smaller than the logging interval.*",
+        ".*does not have many workers.*",
+        ".*zarr v3 autosharding.*",
+    ):
+        warnings.filterwarnings("ignore", message=message)
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "scvi"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    if "scvi" in sys.modules:
+        sys.modules["scvi"].settings.verbosity = logging.WARNING
 
 
 def _torch_threads() -> None:
@@ -199,11 +219,14 @@ def _train_senca(
     max_epochs: int | None,
     accelerator: str,
     seed: int,
+    n_top_genes: int = 0,
 ) -> Any:
+    """Set up and train SENCA on ``adata`` (or on its ``n_top_genes`` most variable genes); return the model."""
     _quiet_libraries()
+    adata = _top_genes(adata, n_top_genes, layer, sample_key)
     with _step("importing scvi-tools"):
         from senca.model import SENCA
-
+    _quiet_libraries()
     _torch_threads()
     from senca._utils import set_seed
 
@@ -224,9 +247,35 @@ def _train_senca(
     return model
 
 
+def _top_genes(adata: Any, n_top_genes: int, layer: str | None, sample_key: str | None) -> Any:
+    """A copy of ``adata`` restricted to its most variable genes (or ``adata`` itself when it has few genes)."""
+    if not n_top_genes or adata.n_vars <= n_top_genes:
+        return adata
+    import scanpy as sc
+
+    with _step(f"selecting the {n_top_genes} most variable of {adata.n_vars} genes"):
+        hvg = sc.pp.highly_variable_genes(
+            adata, flavor="seurat_v3", n_top_genes=n_top_genes, layer=layer, batch_key=sample_key, inplace=False
+        )
+        return adata[:, hvg["highly_variable"].to_numpy()].copy()
+
+
 def _print_counts(series: Any, title: str) -> None:
     counts = series.value_counts().sort_index()
     _say(f"{title}: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+def _fmt_scores(scores: dict, skip: tuple[str, ...] = ("threshold",)) -> str:
+    """``ARI 0.512, NMI 0.431`` from a metrics dict; counts (``n``, ``n_pos``) as integers."""
+    parts = []
+    for k, v in scores.items():
+        if k in skip:
+            continue
+        if k == "n" or k.startswith("n_"):
+            parts.append(f"{k} {int(v)}")
+        else:
+            parts.append(f"{k.upper()} {float(v):.3f}")
+    return ", ".join(parts)
 
 
 def _region_scores(truth: Any, pred: Any, drop: tuple[str, ...] = ()) -> dict[str, float]:
@@ -244,7 +293,7 @@ def _region_scores(truth: Any, pred: Any, drop: tuple[str, ...] = ()) -> dict[st
             "ari": float(adjusted_rand_score(truth[keep], pred[keep])),
             "nmi": float(normalized_mutual_info_score(truth[keep], pred[keep])),
         }
-    return {k: float(v) for k, v in region_scores(truth[keep], pred[keep]).items() if np.isscalar(v)}
+    return {k: v for k, v in region_scores(truth[keep], pred[keep]).items() if np.isscalar(v)}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -267,6 +316,7 @@ def demo(
         int | None,
         typer.Option("--n-regions", "-k", metavar="K", min=1, help="[default: the number of pathologist classes]"),
     ] = None,
+    n_top_genes: TopGenesOpt = 3000,
     max_epochs: MaxEpochsOpt = None,
     seed: SeedOpt = 0,
     accelerator: AccelOpt = "auto",
@@ -312,6 +362,7 @@ def demo(
             max_epochs=max_epochs,
             accelerator=accelerator,
             seed=seed,
+            n_top_genes=n_top_genes,
         )
         adata.obsm["X_senca"] = model.get_latent_representation()
         from senca.tl import regions as call_regions
@@ -324,7 +375,8 @@ def demo(
         with _step(f"drawing {png_path}"):
             from senca._cli._plot import regions_figure
 
-            fig = regions_figure(adata, ["pathologist", "senca_region"], title=f"her2st {section}")
+            title = f"her2st {section}: SENCA regions (ARI {scores['ari']:.2f} against the pathologist)"
+            fig = regions_figure(adata, ["pathologist", "senca_region"], title=title)
             atomic_savefig(fig, png_path, dpi=150, bbox_inches="tight")
         typer.echo(
             f"her2st {section}: ARI {scores['ari']:.3f}, NMI {scores.get('nmi', float('nan')):.3f} "
@@ -397,6 +449,7 @@ def regions(
         str | None,
         typer.Option("--sample-key", metavar="KEY", help="obs key of the section, for several sections in one file."),
     ] = None,
+    n_top_genes: TopGenesOpt = 3000,
     n_neighbors: Annotated[int, typer.Option("--n-neighbors", metavar="N", min=2, help="Spots per neighbourhood.")] = 6,
     n_latent: Annotated[int, typer.Option("--n-latent", metavar="N", min=2, help="Width of the SENCA embedding.")] = 32,
     max_epochs: MaxEpochsOpt = None,
@@ -459,6 +512,7 @@ def regions(
             max_epochs=max_epochs,
             accelerator=accelerator,
             seed=seed,
+            n_top_genes=n_top_genes,
         )
         adata.obsm[latent_key] = model.get_latent_representation()
         from senca.tl import regions as call_regions
@@ -477,7 +531,7 @@ def regions(
         _print_counts(adata.obs[key_added], "regions")
         if truth_key is not None:
             scores = _region_scores(adata.obs[truth_key], adata.obs[key_added])
-            _say(", ".join(f"{k.upper()} {v:.3f}" for k, v in scores.items()) + f" (vs obs[{truth_key!r}])")
+            _say(_fmt_scores(scores) + f" (vs obs[{truth_key!r}])")
         if save_model is not None:
             with _step(f"saving the model to {save_model}"):
                 model.save(str(save_model), overwrite=overwrite)
@@ -520,6 +574,9 @@ def detect(
     ] = None,
     image_key: ImageKeyOpt = "X_histology",
     layer: LayerOpt = None,
+    min_shared_genes: Annotated[
+        int, typer.Option("--min-shared-genes", metavar="N", min=1, help="Refuse fewer genes shared by all sections.")
+    ] = 100,
     max_epochs: MaxEpochsOpt = None,
     table_key: TableKeyOpt = "table",
     seed: SeedOpt = 0,
@@ -564,9 +621,10 @@ def detect(
         for lo in loaded_train:
             name = lo.path.name.rsplit(".", 1)[0]
             names[name if name not in names else str(lo.path)] = lo.adata
-        source = senca.pp.concat_sections(names)
+        source = senca.pp.concat_sections(names, min_shared_genes=min_shared_genes)
         with _step("importing scvi-tools"):
             from senca.model import SpaCRD
+        _quiet_libraries()
         _torch_threads()
         from senca._utils import set_seed
 
@@ -578,7 +636,7 @@ def detect(
         model.train(max_epochs=max_epochs, accelerator=accelerator, seed=seed)
         _say(f"[green]\u2713[/green] trained SpaCRD ({time.perf_counter() - t0:.1f} s)")
         with _step(f"scoring {tgt}"):
-            model.predict(target_adata)
+            model.predict(target_adata, overwrite=overwrite)
         n_cancer = int(target_adata.obs["spacrd_cancer"].astype(bool).sum())
         _say(f"cancer spots: {n_cancer} / {target_adata.n_obs}")
         if labels_key in target_adata.obs:
@@ -586,10 +644,7 @@ def detect(
             from senca.metrics import detection_scores
 
             scores = detection_scores(y.to_numpy(), target_adata.obs["spacrd_score"].to_numpy())
-            _say(
-                ", ".join(f"{k.upper()} {float(v):.3f}" for k, v in scores.items() if k != "threshold")
-                + f" (vs obs[{labels_key!r}] of the target)"
-            )
+            _say(_fmt_scores(scores) + f" (vs obs[{labels_key!r}] of the target)")
         with _step(f"writing {out}"):
             write_output(loaded_tgt, target_adata, out, keys=["spacrd_score", "spacrd_cancer"])
         _say(f"wrote {out}: obs['spacrd_score'], obs['spacrd_cancer']")

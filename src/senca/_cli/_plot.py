@@ -30,20 +30,27 @@ def regions_figure(adata: Any, keys: Sequence[str], title: str | None = None, pa
 
     img, scale, diameter = _image_and_scale(adata)
     xy = np.asarray(adata.obsm["spatial"], dtype=float) * scale
-    fig, axes = plt.subplots(1, len(keys), figsize=(panel_size * len(keys) + 1.5 * len(keys), panel_size))
-    axes = np.atleast_1d(axes)
+    pad = 2.0 * diameter if diameter > 0 else 0.05 * float(np.ptp(xy))
+    x0, x1 = xy[:, 0].min() - pad, xy[:, 0].max() + pad
+    y0, y1 = xy[:, 1].min() - pad, xy[:, 1].max() + pad
+    height = panel_size * (y1 - y0) / max(x1 - x0, 1e-9)
+    fig, axes = plt.subplots(
+        1, len(keys), figsize=((panel_size + 1.8) * len(keys), height + 0.6), layout="constrained", squeeze=False
+    )
+    axes = axes[0]
     cmap = plt.get_cmap("tab10" if max(adata.obs[k].nunique() for k in keys) <= 10 else "tab20")
     for ax, key in zip(axes, keys):
         cats = adata.obs[key].astype("category")
         if img is not None:
             ax.imshow(img)
         # marker area in points^2 from the spot diameter in image pixels (approximate, for the figure size)
-        size = 12.0 if diameter <= 0 or img is None else max(4.0, (diameter * panel_size * 72 / img.shape[1]) ** 2)
+        size = 12.0 if diameter <= 0 else max(4.0, (0.9 * diameter * panel_size * 72 / (x1 - x0)) ** 2)
         for i, cat in enumerate(cats.cat.categories):
             m = (cats == cat).to_numpy()
             ax.scatter(xy[m, 0], xy[m, 1], s=size, color=cmap(i % cmap.N), label=str(cat), alpha=0.85, linewidths=0)
-        if img is None:
-            ax.invert_yaxis()
+        # zoom on the tissue: the spots plus a margin of two spot diameters
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y1, y0)  # image orientation: y grows downwards
         ax.set_aspect("equal")
         ax.set_axis_off()
         ax.set_title(key)
