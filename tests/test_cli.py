@@ -323,3 +323,55 @@ def test_features_on_spatialdata_zarr(tmp_path):
     # a missing table is a one-line error
     result = _run("features", tmp_path / "in.zarr", "-o", tmp_path / "o2.zarr", "--table-key", "nope")
     _assert_one_line_error(result, "no table 'nope'", "--table-key")
+
+
+def test_detect_command_scores_the_target(tmp_path):
+    _need("senca.model", "SpaCRD")
+    import anndata as ad
+
+    import senca
+
+    paths = []
+    for i in range(3):  # one tissue layout, three noisy copies: train on two, score the third
+        a = senca.datasets.synthetic(n_spots=120, n_genes=60, n_regions=3, seed=0, library_id=f"s{i}")
+        rng = np.random.default_rng(i)
+        a.X = a.X.copy()
+        a.X.data = rng.poisson(a.X.data).astype(np.float32)
+        a.layers["counts"] = a.X.copy()
+        a.obs["tissue"] = np.where(a.obs["region"] == "R1", "tumour", "stroma")
+        paths.append(tmp_path / f"s{i}.h5ad")
+        a.write_h5ad(paths[-1])
+    out = tmp_path / "scored.h5ad"
+    result = _run(
+        "detect", "--train", paths[0], paths[1], "--target", paths[2], "-o", out, "--labels-key", "tissue",
+        "--positive", "tumour", "--max-epochs", "3", "--min-shared-genes", "50", "--accelerator", "cpu",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    back = ad.read_h5ad(out)
+    score = back.obs["spacrd_score"].to_numpy()
+    assert score.min() >= 0.0
+    assert score.max() <= 1.0
+    assert back.obs["spacrd_cancer"].dtype == bool
+    assert "AUC" in result.stderr  # the target carries labels: metrics are printed
+    assert back.n_vars == 60  # the target keeps its genes
+
+
+def test_demo_smoke(senca_data_dir, tmp_path):
+    _need("senca.model", "SENCA")
+    import anndata as ad
+
+    out = tmp_path / "demo"
+    result = _run(
+        "demo", "--out", out, "--data-dir", senca_data_dir, "--max-epochs", "2", "--n-top-genes", "300",
+        "--accelerator", "cpu",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "her2st A1: ARI" in result.stdout
+    back = ad.read_h5ad(out / "her2st_A1_senca.h5ad")
+    assert back.obs["senca_region"].nunique() == 5  # the non-'undetermined' pathologist classes of A1
+    assert back.obsm["X_senca"].shape[0] == back.n_obs == 346
+    png = out / "her2st_A1_regions.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a second run refuses to replace the outputs
+    again = _run("demo", "--out", out, "--data-dir", senca_data_dir, "--max-epochs", "1")
+    _assert_one_line_error(again, "already exists", "--overwrite")
