@@ -265,7 +265,7 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
         adata: AnnData | None = None,
         registry: dict | None = None,
         genes: Sequence[str] | None = None,
-        n_top_genes: int = 2000,
+        n_top_genes: int = 3000,
         n_hidden: int = 256,
         n_embed: int = 128,
         n_heads: int = 4,
@@ -288,7 +288,7 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
         if len(genes) < 10:
             raise ValueError(f"Only {len(genes)} genes selected; SpaCRD needs at least 10 expressed genes.")
         n_image = int(self.summary_stats.get(f"n_{REGISTRY_KEYS.IMAGE_KEY}", 0))
-        self.module = self._module_cls(
+        self._module_args = dict(
             n_genes=len(genes),
             n_image=n_image,
             n_hidden=n_hidden,
@@ -298,6 +298,7 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
             dropout=dropout,
             **module_kwargs,
         )
+        self.module = self._module_cls(**self._module_args)
         self._model_summary_string = (
             f"SpaCRD: {len(genes)} genes, {n_image} histology features "
             f"({'expression-only' if n_image == 0 else 'image + expression'}), "
@@ -434,7 +435,7 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
         Parameters
         ----------
         max_epochs
-            Stage-2 epochs; default 60.
+            Stage-2 epochs; default 30.
         align_epochs
             Stage-1 (InfoNCE alignment) epochs; default ``max_epochs // 2``. Skipped without histology.
         warmup_epochs
@@ -444,7 +445,8 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
         batch_size
             Spots per minibatch (each carries its ``k`` neighbours).
         seed
-            Seeds Python, numpy, torch and Lightning; the same seed gives the same scores on CPU.
+            Seeds Python, numpy, torch and Lightning. Training starts from fresh weights drawn from this seed (a
+            second call retrains from scratch), so the same seed gives the same scores on CPU.
         accelerator, devices
             Lightning device settings; ``"auto"`` uses a GPU when present.
         plan_kwargs
@@ -460,7 +462,7 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
             raise RuntimeError("This model was loaded without its source AnnData; it can predict, not train.")
         import scvi
 
-        max_epochs = 60 if max_epochs is None else int(max_epochs)
+        max_epochs = 30 if max_epochs is None else int(max_epochs)
         align_epochs = max_epochs // 2 if align_epochs is None else int(align_epochs)
         warmup_epochs = max_epochs // 4 if warmup_epochs is None else int(warmup_epochs)
         plan = {"lr": lr, "weight_decay": weight_decay, **(plan_kwargs or {})}
@@ -476,6 +478,9 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
         self.train_seed_ = int(seed)
         set_seed(seed)
         scvi.settings.seed = int(seed)
+        # fresh weights drawn from the seed, so that the same seed gives the same model
+        device = next(self.module.parameters()).device
+        self.module = self._module_cls(**self._module_args).to(device)
         self.align_history_ = None
         if self.module.n_image > 0 and align_epochs > 0:
             self.module.stage = "align"
@@ -500,7 +505,7 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
             x = x_all[idx].to(device)
             h = h_all[idx].to(device) if h_all is not None else None
             m = m_all[idx].to(device) if m_all is not None else None
-            out.append(self.module.predict_logit(x, h, m).float().cpu().numpy())
+            out.append(self.module.predict_logit(x, h, m, idx.to(device)).float().cpu().numpy())
         return np.concatenate(out).astype(np.float64)
 
     def predict(

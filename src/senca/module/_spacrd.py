@@ -17,6 +17,7 @@ GENE_NBR_KEY = "spacrd_x_nbr"  # (B, k, G) standardised log-expression of the k 
 IMAGE_NBR_KEY = "spacrd_h_nbr"  # (B, k, D) standardised histology features (zeros where missing)
 MASK_NBR_KEY = "spacrd_hmask_nbr"  # (B, k) 1.0 where the neighbour has histology features, else 0.0
 LABEL_KEY = "labels"  # (B, 1) 0/1 label of the centre spot (same string as scvi.REGISTRY_KEYS.LABELS_KEY)
+NBR_INDEX_KEY = "neighbors"  # (B, k) row numbers of the neighbours (same string as senca.data.REGISTRY_KEYS.NEIGHBOR_KEY)
 
 
 def _mlp(n_in: int, n_hidden: int, n_out: int, dropout: float) -> nn.Sequential:
@@ -122,6 +123,8 @@ class SpaCRDModule(BaseModuleClass):
         kept).
     n_warmup_epochs
         Stage-2 epochs that train the VAE loss only.
+    input_dropout
+        Dropout on the gene features (masks genes at random during training; helps transfer to new sections).
 
     Examples
     --------
@@ -152,6 +155,7 @@ class SpaCRDModule(BaseModuleClass):
         vae_weight: float = 0.1,
         contrastive_weight: float = 0.1,
         n_warmup_epochs: int = 10,
+        input_dropout: float = 0.0,
     ):
         super().__init__()
         if n_embed % n_heads:
@@ -169,6 +173,7 @@ class SpaCRDModule(BaseModuleClass):
         self.n_warmup_epochs = int(n_warmup_epochs)
         self.stage = "detect"
 
+        self.input_dropout = nn.Dropout(float(input_dropout))
         self.gene_encoder = _mlp(self.n_genes, n_hidden, n_embed, dropout)
         self.image_encoder = _mlp(self.n_image, n_hidden, n_embed, dropout) if self.n_image > 0 else None
         self.token_norm = nn.LayerNorm(n_embed, elementwise_affine=False)
@@ -182,12 +187,23 @@ class SpaCRDModule(BaseModuleClass):
         self.classifier = nn.Sequential(nn.Linear(2 * n_latent, n_latent), nn.ReLU(), nn.Linear(n_latent, 1))
 
     # ------------------------------------------------------------------ tokens
-    def _tokens(self, x: torch.Tensor, h: torch.Tensor | None, hmask: torch.Tensor | None):
+    def _encode(self, encoder, x: torch.Tensor, nbr: torch.Tensor | None, drop: nn.Module | None = None):
+        """Apply ``encoder`` to ``(B, k, F)`` rows, once per distinct spot when the row numbers ``nbr`` are known."""
+        if nbr is None:
+            return encoder(drop(x) if drop is not None else x)
+        uniq, inv = torch.unique(nbr.reshape(-1), return_inverse=True)
+        pos = torch.empty(len(uniq), dtype=torch.long, device=x.device)
+        pos.scatter_(0, inv, torch.arange(inv.numel(), device=x.device))
+        rows = x.reshape(-1, x.shape[-1])[pos]
+        enc = encoder(drop(rows) if drop is not None else rows)
+        return enc[inv].reshape(*x.shape[:-1], enc.shape[-1])
+
+    def _tokens(self, x: torch.Tensor, h: torch.Tensor | None, hmask: torch.Tensor | None, nbr=None):
         """Gene and image tokens ``(B, k, d)``; the image token falls back to the gene token where absent."""
-        tg = self.token_norm(self.gene_encoder(x))
+        tg = self.token_norm(self._encode(self.gene_encoder, x, nbr, self.input_dropout))
         if self.image_encoder is None or h is None:
             return tg, tg, None
-        th = self.token_norm(self.image_encoder(h))
+        th = self.token_norm(self._encode(self.image_encoder, h, nbr))
         present = hmask if hmask is not None else torch.ones(th.shape[:-1], device=th.device)
         th = torch.where(present[..., None] > 0.5, th, tg)
         return tg, th, present
@@ -197,13 +213,14 @@ class SpaCRDModule(BaseModuleClass):
             "x": tensors[GENE_NBR_KEY],
             "h": tensors.get(IMAGE_NBR_KEY),
             "hmask": tensors.get(MASK_NBR_KEY),
+            "nbr": tensors.get(NBR_INDEX_KEY),
         }
 
     def _get_generative_input(self, tensors, inference_outputs):
         return {"z": inference_outputs.get("z")}
 
     @auto_move_data
-    def inference(self, x, h=None, hmask=None) -> dict:
+    def inference(self, x, h=None, hmask=None, nbr=None) -> dict:
         """Encode a neighbourhood minibatch.
 
         Parameters
@@ -214,13 +231,16 @@ class SpaCRDModule(BaseModuleClass):
             ``(B, k, D)`` histology features, or ``None``.
         hmask
             ``(B, k)`` histology presence mask, or ``None`` (all present).
+        nbr
+            ``(B, k)`` row numbers of the neighbours, or ``None``. Only used to encode each distinct spot once
+            (a speed-up; the result is the same).
 
         Returns
         -------
         Dict with the centre tokens ``tg0``/``th0``, centre image mask ``present0``, fused vector ``fused``,
         VAE posterior ``qm``/``qlv``, sample ``z``, classifier ``logit`` ``(B,)`` and the two attention maps.
         """
-        tg, th, present = self._tokens(x, h, hmask)
+        tg, th, present = self._tokens(x, h, hmask, nbr)
         tg0, th0 = tg[:, 0], th[:, 0]
         present0 = present[:, 0] if present is not None else None
         out = {"tg0": tg0, "th0": th0, "present0": present0}
@@ -295,12 +315,12 @@ class SpaCRDModule(BaseModuleClass):
 
     @torch.inference_mode()
     @auto_move_data
-    def predict_logit(self, x, h=None, hmask=None) -> torch.Tensor:
+    def predict_logit(self, x, h=None, hmask=None, nbr=None) -> torch.Tensor:
         """Classifier logit of the centre spot of each neighbourhood (eval mode, posterior mean).
 
         Parameters
         ----------
-        x, h, hmask
+        x, h, hmask, nbr
             As in :meth:`inference`.
 
         Returns
@@ -310,6 +330,6 @@ class SpaCRDModule(BaseModuleClass):
         stage = self.stage
         self.stage = "detect"
         try:
-            return self.inference(x, h, hmask)["logit"]
+            return self.inference(x, h, hmask, nbr)["logit"]
         finally:
             self.stage = stage

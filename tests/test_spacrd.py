@@ -1,0 +1,198 @@
+"""SpaCRD: transfer to a batch-shifted section, neighbourhood signal, no label leakage, determinism, save/load."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from sklearn.metrics import roc_auc_score
+
+import senca
+
+SMALL = {"n_hidden": 64, "n_embed": 32, "n_heads": 4, "n_latent": 8}
+FIT = {"max_epochs": 12, "align_epochs": 4, "accelerator": "cpu", "enable_progress_bar": False,
+       "enable_model_summary": False}
+
+
+def _transfer_data():
+    """Three sections cut from one tissue (same expression programmes); the target carries a batch shift."""
+    adata = senca.datasets.synthetic(n_spots=660, n_genes=120, n_regions=4, n_histology=12, layout="stripes", seed=0)
+    y = adata.obsm["spatial"][:, 1]
+    adata.obs["sec"] = pd.Categorical([f"s{i}" for i in np.digitize(y, np.quantile(y, [1 / 3, 2 / 3]))])
+    adata.obs["cancer"] = (adata.obs["region"] == "R1").to_numpy()
+    source = adata[adata.obs["sec"] != "s2"].copy()
+    target = adata[adata.obs["sec"] == "s2"].copy()
+    rng = np.random.default_rng(1)
+    shifted = rng.poisson(target.layers["counts"].toarray() * rng.lognormal(0.0, 0.7, size=adata.n_vars))
+    target.layers["counts"] = sp.csr_matrix(shifted.astype(np.float32))
+    target.X = target.layers["counts"].copy()
+    target.obsm["X_histology"] = target.obsm["X_histology"] * 1.5 + 0.7
+    return source, target
+
+
+def _fit(source, seed=0, image_key="X_histology", n_neighbors=7, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        senca.model.SpaCRD.setup_anndata(
+            source, layer="counts", image_key=image_key, labels_key="cancer", sample_key="sec", n_neighbors=n_neighbors
+        )
+        model = senca.model.SpaCRD(source, **SMALL)
+        model.train(seed=seed, **{**FIT, **kw})
+    return model
+
+
+def _scores(model, target, **kw):
+    t = target.copy()
+    t.obs = t.obs.drop(columns=["cancer", "region"], errors="ignore")
+    model.predict(t, **kw)
+    return t.obs["spacrd_score"].to_numpy(), t.obs["spacrd_cancer"].to_numpy()
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _transfer_data()
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    return _fit(data[0].copy(), seed=0)
+
+
+def test_transfer_to_shifted_section(model, data):
+    _, target = data
+    score, call = _scores(model, target)
+    y = target.obs["cancer"].to_numpy()
+    assert roc_auc_score(y, score) >= 0.95
+    assert score.min() == 0.0 and score.max() == 1.0
+    assert call.dtype == bool
+    # the label-free GMM call finds the cancer stripe without knowing its prevalence
+    assert abs(call.mean() - y.mean()) < 0.1
+    f1 = 2 * (call & y).sum() / (call.sum() + y.sum())
+    assert f1 > 0.85
+
+
+def test_no_label_leakage(model, data):
+    _, target = data
+    t = target.copy()
+    s_with, c_with = _scores_keep_labels(model, t)
+    t.obs["cancer"] = np.random.default_rng(0).permutation(t.obs["cancer"].to_numpy())
+    s_perm, c_perm = _scores_keep_labels(model, t)
+    s_none, c_none = _scores(model, target)
+    np.testing.assert_array_equal(s_with, s_none)
+    np.testing.assert_array_equal(s_with, s_perm)
+    np.testing.assert_array_equal(c_with, c_none)
+    np.testing.assert_array_equal(c_with, c_perm)
+
+
+def _scores_keep_labels(model, target):
+    t = target.copy()
+    model.predict(t)
+    return t.obs["spacrd_score"].to_numpy(), t.obs["spacrd_cancer"].to_numpy()
+
+
+def test_gene_order_does_not_matter(model, data):
+    _, target = data
+    perm = np.random.default_rng(3).permutation(target.n_vars)
+    s_ref, c_ref = _scores(model, target)
+    s_perm, c_perm = _scores(model, target[:, perm].copy())
+    np.testing.assert_allclose(s_ref, s_perm, atol=1e-6)
+    np.testing.assert_array_equal(c_ref, c_perm)
+
+
+def test_same_seed_same_scores(model, data):
+    source, target = data
+    again = _fit(source.copy(), seed=0)
+    np.testing.assert_array_equal(_scores(model, target)[0], _scores(again, target)[0])
+
+
+def test_save_load_round_trip(model, data, tmp_path):
+    source, target = data
+    model.save(tmp_path / "m", overwrite=True)
+    loaded = senca.model.SpaCRD.load(tmp_path / "m")  # no AnnData needed to predict
+    assert loaded.genes == model.genes and loaded.n_neighbors == 7
+    np.testing.assert_array_equal(_scores(model, target)[0], _scores(loaded, target)[0])
+    with pytest.raises(RuntimeError, match="predict, not train"):
+        loaded.train()
+
+
+def test_mixed_sources_with_missing_images(data):
+    source, target = data
+    source = source.copy()
+    h = source.obsm["X_histology"].copy()
+    h[(source.obs["sec"] == "s1").to_numpy()] = np.nan  # section s1 has no image
+    source.obsm["X_histology"] = h
+    mixed = _fit(source, seed=0)
+    assert mixed.module.n_image == 12
+    score, _ = _scores(mixed, target)
+    assert np.isfinite(score).all()
+    assert roc_auc_score(target.obs["cancer"], score) >= 0.9
+    # a target without the image key is scored expression-only, with a warning
+    t = target.copy()
+    del t.obsm["X_histology"]
+    with pytest.warns(UserWarning, match="expression-only"):
+        mixed.predict(t)
+    assert roc_auc_score(t.obs["cancer"], t.obs["spacrd_score"]) >= 0.9
+
+
+def _neighbourhood_section(seed: int, markers: np.ndarray, n_genes: int = 100):
+    """Each spot's own programme is a coin flip; the label is the majority programme of its 6 neighbours."""
+    adata = senca.datasets.synthetic(n_spots=500, n_genes=n_genes, n_regions=2, seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    prog = rng.random(adata.n_obs) < 0.5
+    base = np.full(n_genes, 1.0 / n_genes)
+    mu = np.tile(base, (adata.n_obs, 1))
+    mu[np.ix_(prog, markers)] *= 4.0
+    mu = mu / mu.sum(1, keepdims=True) * 2000.0
+    counts = rng.negative_binomial(10, 10 / (10 + mu)).astype(np.float32)
+    adata.X = sp.csr_matrix(counts)
+    adata.layers["counts"] = adata.X.copy()
+    nbr = senca.pp.knn_index(adata.obsm["spatial"], 7)
+    adata.obs["cancer"] = prog[nbr[:, 1:]].mean(1) > 0.5
+    adata.obs["sec"] = f"n{seed}"
+    return adata
+
+
+def test_neighbourhood_carries_the_signal():
+    markers = np.random.default_rng(0).choice(100, 20, replace=False)
+    source, target = _neighbourhood_section(0, markers), _neighbourhood_section(1, markers)
+    # the spot's own expression says nothing about its label
+    own = np.asarray(target.layers["counts"][:, markers].sum(1)).ravel()
+    assert abs(roc_auc_score(target.obs["cancer"], own) - 0.5) < 0.1
+    auc = {}
+    for k in (7, 1):
+        m = _fit(source.copy(), seed=0, image_key=None, n_neighbors=k, max_epochs=25)
+        auc[k] = roc_auc_score(target.obs["cancer"], _scores(m, target)[0])
+    assert auc[1] < 0.65
+    assert auc[7] > 0.75
+    assert auc[7] > auc[1] + 0.2
+
+
+def test_setup_errors(data):
+    source, target = data
+    s = source.copy()
+    s.obs["one"] = True
+    with pytest.raises(ValueError, match="only one class"):
+        senca.model.SpaCRD.setup_anndata(s, labels_key="one")
+    with pytest.raises(ValueError, match="positive_label"):
+        senca.model.SpaCRD.setup_anndata(s, labels_key="region")
+    with pytest.raises(ValueError, match="labels_key"):
+        senca.model.SpaCRD.setup_anndata(s)
+    with pytest.warns(UserWarning, match="expression-only"):
+        senca.model.SpaCRD.setup_anndata(s, labels_key="region", positive_label=["R1", "R2"])
+    assert s.obs["_spacrd_label"].mean() == pytest.approx(s.obs["region"].isin(["R1", "R2"]).mean())
+
+
+def test_predict_errors(model, data):
+    _, target = data
+    t = target.copy()
+    t.var_names = [f"other{i}" for i in range(t.n_vars)]
+    with pytest.raises(ValueError, match="same gene identifiers"):
+        model.predict(t)
+    t = target.copy()
+    model.predict(t)
+    with pytest.raises(ValueError, match="overwrite=True"):
+        model.predict(t)
+    model.predict(t, overwrite=True)
