@@ -49,9 +49,11 @@ def test_knn_index_properties(data, use_groups):
         return
     nbr = senca.pp.knn_index(xy, k, groups if use_groups else None)
     n = len(xy)
-    assert nbr.shape == (n, k) and nbr.dtype == np.int64
+    assert nbr.shape == (n, k)
+    assert nbr.dtype == np.int64
     np.testing.assert_array_equal(nbr[:, 0], np.arange(n))  # self first, even with duplicated coordinates
-    assert (nbr >= 0).all() and (nbr < n).all()
+    assert (nbr >= 0).all()
+    assert (nbr < n).all()
     assert all(len(set(row)) == k for row in nbr)  # k distinct spots
     assert (g[nbr] == g[:, None]).all()  # never across groups
     d = np.linalg.norm(xy[nbr] - xy[:, None], axis=-1)
@@ -120,7 +122,8 @@ def test_concat_sections_properties(parts):
         x0 = x.toarray() if sp.issparse(x) else x
         x1 = p.X.toarray() if sp.issparse(p.X) else p.X
         np.testing.assert_array_equal(x0, x1)
-        assert p.obs_names.equals(obs) and p.var_names.equals(var)
+        assert p.obs_names.equals(obs)
+        assert p.var_names.equals(var)
 
 
 # ---------------------------------------------------------------------------------------------- count parsing
@@ -136,7 +139,8 @@ def test_her2st_count_parsing_round_trip(tmp_path_factory, counts):
     with gzip.open(path, "wt") as fh:
         df.to_csv(fh, sep="\t")
     got_ids, got_genes, x = _read_counts(path)
-    assert list(got_ids) == ids and list(got_genes) == genes
+    assert list(got_ids) == ids
+    assert list(got_genes) == genes
     assert sp.isspmatrix_csr(x) or sp.issparse(x)
     np.testing.assert_array_equal(x.toarray(), counts.astype(np.float32))
 
@@ -186,7 +190,7 @@ def _adata_with_image(img, scalef, xy, diameter):
     a.uns["spatial"] = {
         "lib": {
             "images": {"hires": img},
-            "scalefactors": {"tissue_hires_scalef": scalef, "spot_diameter_fullres": diameter},
+            "scalefactors": {"tissue_hires_scalef": scalef},
         }
     }
     return a
@@ -198,13 +202,16 @@ def test_spot_patches_properties(case, size, context):
     img, scalef, xy, diameter = case
     adata = _adata_with_image(img, scalef, xy, diameter)
     before = img.copy()
-    chunks = list(senca.im.spot_patches(adata, size=size, context=context, chunk_size=5))
+    chunks = list(senca.im.spot_patches(adata, size=size, context=context, chunk_size=5, spot_diameter=diameter))
     rows = np.concatenate([c.rows for c in chunks])
     patches = np.concatenate([c.patches for c in chunks])
     np.testing.assert_array_equal(rows, np.arange(len(xy)))
     want = (len(xy), size, size, 3) if np.isscalar(context) else (len(xy), len(context), size, size, 3)
-    assert patches.shape == want and patches.dtype == np.float32
-    assert np.isfinite(patches).all() and patches.min() >= 0.0 and patches.max() <= 1.0
+    assert patches.shape == want
+    assert patches.dtype == np.float32
+    assert np.isfinite(patches).all()
+    assert patches.min() >= 0.0
+    assert patches.max() <= 1.0
     np.testing.assert_array_equal(img, before)  # the image is never modified
 
 
@@ -215,7 +222,7 @@ def test_spot_patches_outside_image(case):
     xy = xy.copy()
     xy[0] = [-(img.shape[1] + 10) / scalef, 0]
     with pytest.raises(ValueError, match="outside"):
-        list(senca.im.spot_patches(_adata_with_image(img, scalef, xy, diameter), size=4))
+        list(senca.im.spot_patches(_adata_with_image(img, scalef, xy, diameter), size=4, spot_diameter=diameter))
 
 
 # ---------------------------------------------------------------------------------------------- regions
@@ -253,6 +260,8 @@ def test_regions_properties(case, method, refine):
         assert any("asked for" in str(w.message) for w in caught), [str(w.message) for w in caught]
     if not refine and method == "kmeans" and len(np.unique(x.round(12), axis=0)) >= n_regions:
         assert found == n_regions
-    assert np.isfinite(conf).all() and (conf >= 0).all() and (conf <= 1).all()
+    assert np.isfinite(conf).all()
+    assert (conf >= 0).all()
+    assert (conf <= 1).all()
     sizes = labels.value_counts().reindex(labels.cat.categories).to_numpy()
     assert (np.diff(sizes) <= 0).all()  # numbered by decreasing size
