@@ -534,6 +534,40 @@ def test_cli_failure_midway_leaves_output_unchanged(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad", "out.h5ad"]
 
 
+def test_cli_features_wrong_frame_fails_cleanly(tmp_path):
+    """`senca features` on coordinates already scaled to the hires image: one-line error, no output written."""
+    adata = _image_case("rgb_uint8")
+    adata.obsm["spatial"] = adata.obsm["spatial"] * 0.25
+    inp, out = tmp_path / "in.h5ad", tmp_path / "out.h5ad"
+    adata.write_h5ad(inp)
+    in_bytes = inp.read_bytes()
+    res = _cli(["features", str(inp), "-o", str(out)])
+    assert res.exit_code != 0
+    assert "another frame" in res.output, res.output
+    assert not out.exists()
+    assert inp.read_bytes() == in_bytes
+
+
+def test_validate_helpers_edge_cases():
+    from senca._validate import check_counts, check_features, check_spot_spacing
+
+    grid = np.array([[x * 100.0, y * 100.0] for x in range(4) for y in range(4)])
+    check_spot_spacing(np.vstack([grid, grid]), 55.0, "xy")  # stacked duplicates are ignored
+    check_spot_spacing(grid[:2] * 0.01, 55.0, "xy")  # too few spots to judge
+    check_spot_spacing(grid * 0.5, 55.0, "xy")  # packed spots (Visium HD bins touch) are fine
+    with pytest.raises(ValueError, match="another frame"):
+        check_spot_spacing(grid * 0.2, 55.0, "xy")
+    check_counts(sp.csr_matrix((3, 4), dtype=np.float32), "X")  # all-zero sparse counts are counts
+    check_counts(np.zeros((2, 0)), "X")
+    with pytest.raises(TypeError, match="numeric"):
+        check_counts(np.array([["a"]], dtype=object), "X")
+    with pytest.raises(ValueError, match="2-D"):
+        check_features(np.zeros(3), "h")
+    check_features(np.array([[np.nan, 1.0]]), "h", allow_nan=True)
+    with pytest.raises(ValueError, match="infinite"):
+        check_features(np.array([[np.inf, 1.0]]), "h", allow_nan=True)
+
+
 # ========================================================================================= 2. no data loss
 def test_no_public_function_edits_X_or_layers(trained, detector, tmp_path):
     """Every public function that takes an AnnData leaves X and the layers bit-identical."""

@@ -90,7 +90,7 @@ def check_counts(x: Any, where: str, who: str = "senca") -> None:
         )
 
 
-def check_features(x: Any, where: str, allow_nan_rows: bool = False) -> None:
+def check_features(x: Any, where: str, allow_nan: bool = False) -> None:
     """Raise unless ``x`` is a finite 2-D numeric feature matrix.
 
     Parameters
@@ -99,9 +99,8 @@ def check_features(x: Any, where: str, allow_nan_rows: bool = False) -> None:
         ``(n_obs, n_features)`` array, e.g. ``adata.obsm["X_histology"]``.
     where
         Where ``x`` comes from, used in the message.
-    allow_nan_rows
-        Accept rows that are entirely NaN (SpaCRD: a spot without an image); infinities and partly-NaN rows are
-        still errors.
+    allow_nan
+        Accept NaN (SpaCRD: a row with NaN is a spot without an image); infinities are still errors.
 
     Examples
     --------
@@ -114,18 +113,15 @@ def check_features(x: Any, where: str, allow_nan_rows: bool = False) -> None:
     if sp.issparse(x):
         x = x.toarray()
     data = _values(x, where)
-    finite = np.isfinite(data)
-    if finite.all():
+    if allow_nan:
+        if np.isinf(data).any():
+            raise ValueError(
+                f"{where} contains infinite values; replace them (NaN marks a spot without an image) or drop those "
+                "spots."
+            )
         return
-    if allow_nan_rows and not np.isinf(data).any():
-        nan_rows = np.isnan(data).all(1)
-        if (finite | nan_rows[:, None]).all():
-            return
-        raise ValueError(
-            f"{where} has rows that are only partly NaN; a spot without an image must be NaN in every feature, "
-            "otherwise impute the missing values."
-        )
-    raise ValueError(f"{where} contains NaN or infinite values; remove or impute those spots first.")
+    if not np.isfinite(data).all():
+        raise ValueError(f"{where} contains NaN or infinite values; remove or impute those spots first.")
 
 
 def check_spot_spacing(coords: np.ndarray, diameter: float, where: str, what: str = "spot_diameter_fullres") -> None:
