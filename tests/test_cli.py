@@ -194,8 +194,10 @@ def test_detect_target_is_not_a_training_section(section, tmp_path):
 
 def test_demo_without_data(tmp_path, monkeypatch):
     monkeypatch.delenv("SENCA_DATA_DIR", raising=False)
+    monkeypatch.setenv("SENCA_DOWNLOAD", "0")  # offline: nothing to read, nothing may be downloaded
+    monkeypatch.setenv("SENCA_CACHE_DIR", str(tmp_path / "cache"))
     result = _run("demo", "--out", tmp_path / "demo")
-    _assert_one_line_error(result, "SENCA_DATA_DIR")
+    _assert_one_line_error(result, "A1")
     result = _run("demo", "--out", tmp_path / "demo", "--data-dir", tmp_path)
     _assert_one_line_error(result, "her2st")
 

@@ -142,6 +142,7 @@ def _quiet_libraries() -> None:
         ".*smaller than the logging interval.*",
         ".*does not have many workers.*",
         ".*zarr v3 autosharding.*",
+        ".*Transforming to str index.*",
     ):
         warnings.filterwarnings("ignore", message=message)
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "scvi"):
@@ -309,7 +310,11 @@ def demo(
     data_dir: Annotated[
         Path | None,
         typer.Option(
-            "--data-dir", metavar="DIR", help="Folder with her2st/ (default: $SENCA_DATA_DIR).", show_default=False
+            "--data-dir",
+            metavar="DIR",
+            help="Folder holding her2st/ [default: $SENCA_DATA_DIR, then the download cache; missing files are "
+            "downloaded unless SENCA_DOWNLOAD=0].",
+            show_default=False,
         ),
     ] = None,
     n_regions: Annotated[
@@ -329,12 +334,8 @@ def demo(
     ARI against the pathologist (spots labelled 'undetermined' excluded).
     """
     with _user_errors():
-        data_dir = data_dir or (Path(os.environ["SENCA_DATA_DIR"]) if os.environ.get("SENCA_DATA_DIR") else None)
-        if data_dir is None:
-            raise CLIError("no data folder: pass --data-dir DIR or set SENCA_DATA_DIR (the folder holding her2st/)")
-        if not (data_dir / "her2st").is_dir():
+        if data_dir is not None and not (data_dir / "her2st").is_dir() and data_dir.name != "her2st":
             raise CLIError(f"{str(data_dir)!r} has no her2st/ folder; pass --data-dir pointing at the data folder")
-        os.environ["SENCA_DATA_DIR"] = str(data_dir)
         h5ad_path = check_output(out / f"her2st_{section}_senca.h5ad", overwrite=overwrite)
         png_path = out / f"her2st_{section}_regions.png"
         if png_path.exists() and not overwrite:
@@ -343,7 +344,7 @@ def demo(
         import senca
 
         with _step(f"loading her2st {section} with its H&E image"):
-            adata = senca.datasets.her2st(section, image="hires")
+            adata = senca.datasets.her2st(section, image="hires", data_dir=data_dir)
         _say(f"{adata.n_obs} spots x {adata.n_vars} genes")
         if "pathologist" not in adata.obs:
             raise CLIError(f"her2st {section} has no pathologist labels; use A1, B1, C1 or D1 with an image (A1)")
@@ -524,6 +525,9 @@ def regions(
                 use_rep=latent_key,
                 method=method,
                 refine=refine,
+                spatial_key=spatial_key,
+                n_neighbors=n_neighbors,
+                sample_key=sample_key,
                 key_added=key_added,
                 seed=seed,
                 overwrite=overwrite,
@@ -573,6 +577,7 @@ def detect(
         ),
     ] = None,
     image_key: ImageKeyOpt = "X_histology",
+    no_image: NoImageOpt = False,
     layer: LayerOpt = None,
     min_shared_genes: Annotated[
         int, typer.Option("--min-shared-genes", metavar="N", min=1, help="Refuse fewer genes shared by all sections.")
@@ -607,8 +612,11 @@ def detect(
         target_adata = loaded_tgt.adata
         for key in ("spacrd_score", "spacrd_cancer"):
             _key_free(target_adata.obs, key, "obs", overwrite)
-        for a, p in [*((lo.adata, lo.path) for lo in loaded_train), (target_adata, tgt)]:
-            _ensure_histology_detect(a, image_key, p)
+        if no_image:
+            image_key = None
+        else:
+            for a, p in [*((lo.adata, lo.path) for lo in loaded_train), (target_adata, tgt)]:
+                _ensure_histology_detect(a, image_key, p)
 
         _quiet_libraries()
         import senca
@@ -656,7 +664,7 @@ def _ensure_histology_detect(adata: Any, image_key: str, path: Path) -> None:
     if not _has_image(adata):
         raise CLIError(
             f"obsm[{image_key!r}] not found in {str(path)!r} and it has no H&E image; "
-            "SpaCRD needs histology features: run `senca features` first or pass --image-key"
+            "run `senca features` on a file with an image, pass --image-key, or pass --no-image (expression only)"
         )
     _ensure_histology(adata, image_key, no_image=False)
 
