@@ -79,17 +79,28 @@ def run_fold(sections: dict, target: str, seeds: list[int], image: bool, max_epo
     source = senca.pp.concat_sections({s: sections[s] for s in src_names})
     tgt = sections[target].copy()
     y = tgt.obs["cancer"].to_numpy()
-    res = {"target": target, "sources": src_names, "image": image, "n_target": int(tgt.n_obs),
-           "target_prevalence": float(y.mean()), "spacrd": [], "logreg": None}
+    res = {
+        "target": target,
+        "sources": src_names,
+        "image": image,
+        "n_target": int(tgt.n_obs),
+        "target_prevalence": float(y.mean()),
+        "spacrd": [],
+        "logreg": None,
+    }
     for seed in seeds:
         t0 = time.perf_counter()
         senca.model.SpaCRD.setup_anndata(
-            source, layer="counts", image_key="X_histology" if image else None, labels_key="cancer",
+            source,
+            layer="counts",
+            image_key="X_histology" if image else None,
+            labels_key="cancer",
             sample_key="section",
         )
         model = senca.model.SpaCRD(source)
-        model.train(max_epochs=max_epochs, seed=seed, accelerator="cpu", enable_progress_bar=False,
-                    enable_model_summary=False)
+        model.train(
+            max_epochs=max_epochs, seed=seed, accelerator="cpu", enable_progress_bar=False, enable_model_summary=False
+        )
         pred = tgt.copy()
         pred.obs = pred.obs[[c for c in pred.obs.columns if c not in ("cancer", "pathologist")]]  # labels never seen
         model.predict(pred, overwrite=True)
@@ -97,7 +108,8 @@ def run_fold(sections: dict, target: str, seeds: list[int], image: bool, max_epo
         sc = senca.metrics.detection_scores(y, pred.obs["spacrd_score"].to_numpy(), seed=seed)
         sc.update(seed=seed, wall_s=wall, predicted_prevalence=float(pred.obs["spacrd_cancer"].mean()))
         res["spacrd"].append(sc)
-        print(f"  {target} seed {seed}: auc {sc['auc']:.3f} ap {sc['ap']:.3f} f1 {sc['f1']:.3f} ({wall:.0f} s)", flush=True)
+        msg = f"auc {sc['auc']:.3f} ap {sc['ap']:.3f} f1 {sc['f1']:.3f} ({wall:.0f} s)"
+        print(f"  {target} seed {seed}: {msg}", flush=True)
         genes = model.genes
     # logistic regression on the same genes, same per-section standardisation
     t0 = time.perf_counter()
@@ -122,14 +134,22 @@ def summarise(folds: list[dict]) -> pd.DataFrame:
     rows = []
     for f in folds:
         sp = pd.DataFrame(f["spacrd"])
-        rows.append({
-            "target": f["target"], "image": "A1 stats" if f["image"] else "none", "n": f["n_target"],
-            "prevalence": f"{f['target_prevalence']:.2f}",
-            "SpaCRD AUC": _ms(sp["auc"]), "SpaCRD AP": _ms(sp["ap"]), "SpaCRD F1": _ms(sp["f1"]),
-            "pred. prevalence": _ms(sp["predicted_prevalence"]),
-            "LogReg AUC": f"{f['logreg']['auc']:.3f}", "LogReg AP": f"{f['logreg']['ap']:.3f}",
-            "LogReg F1": f"{f['logreg']['f1']:.3f}", "s/fit": f"{sp['wall_s'].mean():.0f}",
-        })
+        rows.append(
+            {
+                "target": f["target"],
+                "image": "A1 stats" if f["image"] else "none",
+                "n": f["n_target"],
+                "prevalence": f"{f['target_prevalence']:.2f}",
+                "SpaCRD AUC": _ms(sp["auc"]),
+                "SpaCRD AP": _ms(sp["ap"]),
+                "SpaCRD F1": _ms(sp["f1"]),
+                "pred. prevalence": _ms(sp["predicted_prevalence"]),
+                "LogReg AUC": f"{f['logreg']['auc']:.3f}",
+                "LogReg AP": f"{f['logreg']['ap']:.3f}",
+                "LogReg F1": f"{f['logreg']['f1']:.3f}",
+                "s/fit": f"{sp['wall_s'].mean():.0f}",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -156,11 +176,18 @@ def main(argv=None):
     targets = args.folds.split(",")
     t_all = time.perf_counter()
     sections = load_sections(with_image=image)
-    out = {"protocol": __doc__, "seeds": seeds, "machine": f"{platform.machine()} {os.cpu_count()} cpu(s)",
-           "threads": 1, "folds": [], "folds_image": []}
-    import senca
+    out = {
+        "protocol": __doc__,
+        "seeds": seeds,
+        "machine": f"{platform.machine()} {os.cpu_count()} cpu(s)",
+        "threads": 1,
+        "folds": [],
+        "folds_image": [],
+    }
     import sklearn
     import torch
+
+    import senca
 
     out["versions"] = {"senca": senca.__version__, "torch": torch.__version__, "sklearn": sklearn.__version__}
     for t in targets:
@@ -197,8 +224,12 @@ def main(argv=None):
         "",
     ]
     if out["folds_image"]:
-        lines += ["## Mixed sources: A1 with its H&E colour/texture statistics, B1/C1/D1 without image", "",
-                  summarise(out["folds_image"]).to_markdown(index=False), ""]
+        lines += [
+            "## Mixed sources: A1 with its H&E colour/texture statistics, B1/C1/D1 without image",
+            "",
+            summarise(out["folds_image"]).to_markdown(index=False),
+            "",
+        ]
     lines += ["## Mean over folds (± std over seeds of the fold mean)", ""]
     for name, s in summary.items():
         lines.append(

@@ -13,8 +13,13 @@ from sklearn.metrics import roc_auc_score
 import senca
 
 SMALL = {"n_hidden": 64, "n_embed": 32, "n_heads": 4, "n_latent": 8}
-FIT = {"max_epochs": 12, "align_epochs": 4, "accelerator": "cpu", "enable_progress_bar": False,
-       "enable_model_summary": False}
+FIT = {
+    "max_epochs": 12,
+    "align_epochs": 4,
+    "accelerator": "cpu",
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+}
 
 
 def _transfer_data():
@@ -66,7 +71,8 @@ def test_transfer_to_shifted_section(model, data):
     score, call = _scores(model, target)
     y = target.obs["cancer"].to_numpy()
     assert roc_auc_score(y, score) >= 0.95
-    assert score.min() == 0.0 and score.max() == 1.0
+    assert score.min() == 0.0
+    assert score.max() == 1.0
     assert call.dtype == bool
     # the label-free GMM call finds the cancer stripe without knowing its prevalence
     assert abs(call.mean() - y.mean()) < 0.1
@@ -112,7 +118,8 @@ def test_save_load_round_trip(model, data, tmp_path):
     source, target = data
     model.save(tmp_path / "m", overwrite=True)
     loaded = senca.model.SpaCRD.load(tmp_path / "m")  # no AnnData needed to predict
-    assert loaded.genes == model.genes and loaded.n_neighbors == 7
+    assert loaded.genes == model.genes
+    assert loaded.n_neighbors == 7
     np.testing.assert_array_equal(_scores(model, target)[0], _scores(loaded, target)[0])
     with pytest.raises(RuntimeError, match="predict, not train"):
         loaded.train()

@@ -46,25 +46,39 @@ def _lognorm(counts: sp.csr_matrix, cols: np.ndarray) -> np.ndarray:
     return np.log1p(sub.astype(np.float64) * (1e4 / lib)[:, None])
 
 
-def _standardise(x: np.ndarray, groups: np.ndarray, rows_ok: np.ndarray | None = None) -> np.ndarray:
-    """Z-score every column within each group (over ``rows_ok`` rows), clipped to +-10; constant columns -> 0."""
+def _standardise(
+    x: np.ndarray, groups: np.ndarray, rows_ok: np.ndarray | None = None, method: str = "zscore"
+) -> np.ndarray:
+    """Scale every column within each group (fitted on ``rows_ok`` rows); constant columns -> 0.
+
+    ``"zscore"``: (x - mean) / sd, clipped to +-10. ``"minmax"``: (x - min) / (max - min), the paper's choice; it
+    does not move with the fraction of cancer spots in a section the way the mean does.
+    """
+    if method not in ("zscore", "minmax"):
+        raise ValueError(f"gene_scaling must be 'zscore' or 'minmax', got {method!r}.")
     out = np.zeros_like(x, dtype=np.float32)
     for g in np.unique(groups):
         rows = groups == g
         fit = rows if rows_ok is None else rows & rows_ok
         if fit.sum() < 2:
             continue
-        mu = x[fit].mean(0)
-        sd = x[fit].std(0)
-        scale = np.where(sd > 1e-6, sd, np.inf)
-        out[rows] = np.clip((x[rows] - mu) / scale, -10, 10)
+        if method == "zscore":
+            centre, spread = x[fit].mean(0), x[fit].std(0)
+        else:
+            centre = x[fit].min(0)
+            spread = x[fit].max(0) - centre
+        scale = np.where(spread > 1e-6, spread, np.inf)
+        out[rows] = np.clip((x[rows] - centre) / scale, -10, 10)
     return out
 
 
-def gene_features(counts, var_names: Sequence[str], genes: Sequence[str], groups: np.ndarray) -> np.ndarray:
-    """SpaCRD gene features: normalize_total(1e4) + log1p, restricted to ``genes``, standardised per section.
+def gene_features(
+    counts, var_names: Sequence[str], genes: Sequence[str], groups: np.ndarray, method: str = "zscore"
+) -> np.ndarray:
+    """SpaCRD gene features: normalize_total(1e4) + log1p, restricted to ``genes``, scaled per section.
 
-    Genes absent from ``var_names`` are 0 (the section mean). Gene order of the input does not matter.
+    ``method`` is ``"zscore"`` or ``"minmax"`` (see ``_standardise``). Genes absent from ``var_names`` are 0.
+    Gene order of the input does not matter.
     """
     counts = _as_csr(counts)
     pos = pd.Index(var_names).get_indexer(pd.Index(genes))
@@ -72,7 +86,7 @@ def gene_features(counts, var_names: Sequence[str], genes: Sequence[str], groups
     out = np.zeros((counts.shape[0], len(genes)), dtype=np.float64)
     if present.any():
         out[:, present] = _lognorm(counts, pos[present])
-    return _standardise(out, np.asarray(groups))
+    return _standardise(out, np.asarray(groups), method=method)
 
 
 def image_features(h, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -241,6 +255,8 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
         Number of highly variable genes (the paper: 3000).
     n_hidden, n_embed, n_heads, n_latent, dropout
         Network sizes, see :class:`senca.module.SpaCRDModule`.
+    gene_scaling
+        Per-section, per-gene scaling of the log-expression: ``"zscore"`` or ``"minmax"`` (the paper's).
     **module_kwargs
         Further :class:`senca.module.SpaCRDModule` arguments (``temperature``, ``margin``, ``kl_weight``...).
 
@@ -271,9 +287,13 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
         n_heads: int = 4,
         n_latent: int = 32,
         dropout: float = 0.2,
+        gene_scaling: str = "zscore",
         **module_kwargs,
     ):
         super().__init__(adata, registry)
+        if gene_scaling not in ("zscore", "minmax"):
+            raise ValueError(f"gene_scaling must be 'zscore' or 'minmax', got {gene_scaling!r}.")
+        self._gene_scaling = gene_scaling
         self._features: dict[str, np.ndarray] | None = None
         if adata is not None:
             manager = self.adata_manager
@@ -321,7 +341,9 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
         return self.registry_["setup_args"].get(name)
 
     def _make_features(self, adata, counts, groups, genes) -> dict[str, np.ndarray]:
-        feats = {GENE_NBR_KEY[: -len("_nbr")]: gene_features(counts, adata.var_names, genes, groups)}
+        feats = {
+            GENE_NBR_KEY[: -len("_nbr")]: gene_features(counts, adata.var_names, genes, groups, self._gene_scaling)
+        }
         if REGISTRY_KEYS.IMAGE_KEY in self.adata_manager.data_registry:
             h, mask = image_features(self.adata_manager.get_from_registry(REGISTRY_KEYS.IMAGE_KEY), groups)
             feats[IMAGE_NBR_KEY[: -len("_nbr")]] = h
@@ -562,6 +584,8 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
         """
         if not isinstance(adata, AnnData):
             raise TypeError(f"predict expects an AnnData, got {type(adata).__name__}.")
+        if not self.is_trained_:
+            raise RuntimeError("The SpaCRD model is not trained yet; call model.train() before predict().")
         score_key, call_key = f"{key_added}_score", f"{key_added}_cancer"
         check_key_free(adata.obs, score_key, "adata.obs", overwrite)
         check_key_free(adata.obs, call_key, "adata.obs", overwrite)
@@ -591,7 +615,7 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
             np.zeros(adata.n_obs, dtype=int) if sample_key is None else adata.obs[sample_key].astype(str).to_numpy()
         )
         counts = adata.X if layer is None else adata.layers[layer]
-        feats = {"x": gene_features(counts, adata.var_names, genes, groups)}
+        feats = {"x": gene_features(counts, adata.var_names, genes, groups, self._gene_scaling)}
         if self.module.n_image > 0:
             if image_key is not None and image_key in adata.obsm:
                 h = np.asarray(adata.obsm[image_key])

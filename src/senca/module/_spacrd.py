@@ -17,7 +17,7 @@ GENE_NBR_KEY = "spacrd_x_nbr"  # (B, k, G) standardised log-expression of the k 
 IMAGE_NBR_KEY = "spacrd_h_nbr"  # (B, k, D) standardised histology features (zeros where missing)
 MASK_NBR_KEY = "spacrd_hmask_nbr"  # (B, k) 1.0 where the neighbour has histology features, else 0.0
 LABEL_KEY = "labels"  # (B, 1) 0/1 label of the centre spot (same string as scvi.REGISTRY_KEYS.LABELS_KEY)
-NBR_INDEX_KEY = "neighbors"  # (B, k) row numbers of the neighbours (same string as senca.data.REGISTRY_KEYS.NEIGHBOR_KEY)
+NBR_INDEX_KEY = "neighbors"  # (B, k) neighbour row numbers (= senca.data.REGISTRY_KEYS.NEIGHBOR_KEY)
 
 
 def _mlp(n_in: int, n_hidden: int, n_out: int, dropout: float) -> nn.Sequential:
