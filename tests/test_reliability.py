@@ -592,7 +592,17 @@ def test_no_public_function_edits_X_or_layers(trained, detector, tmp_path):
         d2 = SpaCRD(adata, n_top_genes=20)
         d2.train(seed=0, **{**DET_FIT, "max_epochs": 1})
         senca.pl.regions(adata, color="senca_region", show=False)
+        senca.pl.attention(adata, attention=model.get_attention(), show=False)
+        senca.pl.cancer_score(adata, show=False)
+        copied = senca.tl.regions(adata, n_regions=2, key_added="r2", copy=True)
+        sdata = senca.io.to_spatialdata(adata)
+        senca.io.from_spatialdata(sdata)
     _assert_unchanged(adata, before)
+    assert copied.obs["r2"].nunique() == 2
+    assert "r2" not in adata.obs  # copy=True left the original alone
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 
 
 def test_obs_keys_need_overwrite():
