@@ -94,7 +94,8 @@ def test_scale_factors_honoured_hires_vs_fullres():
     rolled = np.roll(full, (1, 1), axis=(0, 1)).astype(float)
     hires = rolled.reshape(270, f, 320, f, 3).mean((1, 3)).round().astype(np.uint8)
     rng = np.random.default_rng(0)
-    coords = rng.uniform(100, 700, size=(25, 2))
+    lattice = np.stack(np.meshgrid(np.arange(5), np.arange(5)), -1).reshape(-1, 2) * 130.0 + 120.0
+    coords = lattice + rng.uniform(-10, 10, size=lattice.shape)  # sub-pixel positions, spots 130 px apart
     a_full = _adata(full, coords, scalef=1.0, diameter=80.0, img_key="fullres")
     a_hi = _adata(hires, coords, scalef=1 / f, diameter=80.0, img_key="hires")
     _, p_full = _patches(a_full, size=16, context=(1.0, 2.0))
@@ -167,6 +168,13 @@ def test_out_of_image_and_missing_scale_factor_raise():
     with pytest.raises(KeyError, match="No scale factor.*scale_factor="):
         list(spot_patches(b))
     assert len(list(spot_patches(b, scale_factor=1.0))) == 1
+    # coordinates already in hires pixels (scale factor applied twice): inside the image but crowded in a corner
+    grid = np.stack(np.meshgrid(np.arange(10, 90, 10.0), np.arange(10, 90, 10.0)), -1).reshape(-1, 2)
+    d = _adata(img, grid * 0.25, scalef=0.25, diameter=5.0)
+    with pytest.raises(ValueError, match=r"would overlap.*another frame.*full-resolution"):
+        list(spot_patches(d))
+    assert len(list(spot_patches(d, spot_diameter=1.0))) == 1  # an explicit diameter is trusted
+    assert len(list(spot_patches(_adata(img, grid, scalef=0.25, diameter=5.0)))) == 1
     c = _adata(img, [[50.0, 50.0]])
     del c.uns["spatial"]
     with pytest.raises(KeyError, match="uns\\['spatial'\\] is missing"):

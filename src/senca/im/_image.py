@@ -99,6 +99,29 @@ def check_inside(centres: np.ndarray, shape: tuple[int, ...], what: str, hint: s
         )
 
 
+def check_spacing(centres: np.ndarray, diameter: float, what: str, spatial_key: str, key: str) -> None:
+    """Raise if spots sit much closer than their diameter: the coordinates were scaled twice or are in another frame.
+
+    Spots of every platform are at least one diameter apart (Visium 100/55 um, legacy ST 200/100 um, Visium HD bins
+    touch). A median nearest-neighbour distance below 0.75 diameters means the spots would overlap heavily.
+    """
+    if len(centres) < 3:
+        return
+    from scipy.spatial import cKDTree
+
+    dist, _ = cKDTree(centres).query(centres, k=2)
+    nn = float(np.median(dist[:, 1]))
+    if nn > 0 and nn < 0.75 * diameter:
+        raise ValueError(
+            f"Spots on {what} are {nn:.1f} px apart (median nearest neighbour) but {diameter:.1f} px wide, so they "
+            "would overlap: the coordinates are probably in another frame than the image. obsm[{sk!r}] must be "
+            "full-resolution pixels (not already multiplied by tissue_{k}_scalef) and spot_diameter_fullres must be "
+            "in full-resolution pixels too. If the spots really overlap, pass spot_diameter= explicitly.".format(
+                sk=spatial_key, k=key
+            )
+        )
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # AnnData (squidpy layout)
 
@@ -200,6 +223,8 @@ def from_anndata(
             f"obsm[{spatial_key!r}] must be full-resolution pixels and tissue_{key}_scalef={scalef:g} must map them "
             "onto this image (squidpy layout).",
         )
+        if spot_diameter is None:
+            check_spacing(centres, diam_full * scalef, f"image {key!r} of library {lib!r}", spatial_key, key)
         out.append(
             SpotImage(
                 image=image,
