@@ -65,7 +65,7 @@ def _canvas(width, height):
 
 
 def senca_diagram(path: Path) -> None:
-    fig, ax = _canvas(13.0, 5.4)
+    fig, ax = _canvas(13.3, 5.4)
     # inputs
     x_in = _box(ax, 1.1, 3.9, 1.8, 0.8, "counts $x_i$\n(G genes)", C_GENE)
     h_in = _box(ax, 1.1, 1.3, 1.8, 0.8, "H&E features $h_i$\n(D dims)", C_IMG)
@@ -85,16 +85,16 @@ def senca_diagram(path: Path) -> None:
         2.3,
         3.4,
         "neighbourhood\ncross-attention\nover $N(i)$\n\n$c^{g\\leftarrow h}_i$: gene query,\nimage keys\n"
-        "$c^{h\\leftarrow g}_i$: image query,\ngene keys\n\n$\\delta_i = t^g_i - \\sum_j a^h_{ij} t^g_j$\n"
+        "$c^{h\\leftarrow g}_i$: image query,\ngene keys\n\n$\\delta_i = t^g_i - \\sum_{j \\neq i} a^h_{ij} t^g_j$\n"
         "looks alike, expresses\ndifferently",
         C_SHARED,
         fontsize=8,
     )
-    z = _box(ax, 10.3, 2.6, 1.3, 1.2, "$z_i$\nLayerNorm\n$W[\\ldots]$", C_OUT)
+    z = _box(ax, 10.3, 2.6, 1.5, 1.2, "$z_i$\nLayerNorm\n$W[\\ldots] + U[\\bar g, \\bar h]$", C_OUT)
     # decoders and losses
-    d1 = _box(ax, 12.1, 4.2, 1.6, 0.7, "NB decoder\ncounts", C_LOSS, fontsize=8)
-    d2 = _box(ax, 12.1, 2.6, 1.6, 0.7, "Gaussian\ndecoder $h_i$", C_LOSS, fontsize=8)
-    d3 = _box(ax, 12.1, 1.0, 1.6, 0.7, "regions\ntl.regions (GMM)", C_OUT, fontsize=8)
+    d1 = _box(ax, 12.2, 4.2, 1.8, 0.7, "NB decoder\nneighbourhood counts", C_LOSS, fontsize=8)
+    d2 = _box(ax, 12.2, 2.6, 1.8, 0.7, "Gaussian decoder\nneighbourhood $h$", C_LOSS, fontsize=8)
+    d3 = _box(ax, 12.2, 1.0, 1.8, 0.7, "regions\ntl.regions (GMM)", C_OUT, fontsize=8)
     _arrow(ax, x_in, g_head)
     _arrow(ax, h_in, v_head)
     _arrow(ax, g_head, tg)
