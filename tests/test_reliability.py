@@ -390,6 +390,16 @@ def test_image_formats(kind, rgb_features):
         np.testing.assert_allclose(feats, rgb_features, rtol=1e-3, atol=1e-3)
 
 
+def test_image_with_nan_pixels():
+    """A float image with NaN pixels under some spots: a ValueError that points at the image and the fix."""
+    adata = _image_case("float01")
+    img = adata.uns["spatial"]["synthetic"]["images"]["hires"]
+    img[10:200, 10:200] = np.nan
+    with pytest.raises(ValueError, match=r"NaN(.|\n)*nan_to_num"):
+        senca.im.extract_features(adata, progress=False)
+    assert "X_histology" not in adata.obsm
+
+
 def test_image_channels_first_is_rejected():
     adata = _image_case("rgb_uint8")
     lib = adata.uns["spatial"]["synthetic"]
@@ -549,14 +559,8 @@ def test_cli_features_wrong_frame_fails_cleanly(tmp_path):
 
 
 def test_validate_helpers_edge_cases():
-    from senca._validate import check_counts, check_features, check_spot_spacing
+    from senca._validate import check_counts, check_features, check_same_genes
 
-    grid = np.array([[x * 100.0, y * 100.0] for x in range(4) for y in range(4)])
-    check_spot_spacing(np.vstack([grid, grid]), 55.0, "xy")  # stacked duplicates are ignored
-    check_spot_spacing(grid[:2] * 0.01, 55.0, "xy")  # too few spots to judge
-    check_spot_spacing(grid * 0.5, 55.0, "xy")  # packed spots (Visium HD bins touch) are fine
-    with pytest.raises(ValueError, match="another frame"):
-        check_spot_spacing(grid * 0.2, 55.0, "xy")
     check_counts(sp.csr_matrix((3, 4), dtype=np.float32), "X")  # all-zero sparse counts are counts
     check_counts(np.zeros((2, 0)), "X")
     with pytest.raises(TypeError, match="numeric"):
@@ -566,6 +570,9 @@ def test_validate_helpers_edge_cases():
     check_features(np.array([[np.nan, 1.0]]), "h", allow_nan=True)
     with pytest.raises(ValueError, match="infinite"):
         check_features(np.array([[np.inf, 1.0]]), "h", allow_nan=True)
+    check_same_genes(pd.Index(["a", "b"]), ["a", "b"])
+    with pytest.raises(ValueError, match="lacks 1"):
+        check_same_genes(["a", "c", "d"], ["a", "b"])
 
 
 # ========================================================================================= 2. no data loss

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["check_counts", "check_features", "check_not_backed", "check_same_genes", "check_spot_spacing"]
+__all__ = ["check_counts", "check_features", "check_not_backed", "check_same_genes"]
 
 
 def check_not_backed(adata: Any, layer: str | None, who: str) -> None:
@@ -122,56 +122,6 @@ def check_features(x: Any, where: str, allow_nan: bool = False) -> None:
         return
     if not np.isfinite(data).all():
         raise ValueError(f"{where} contains NaN or infinite values; remove or impute those spots first.")
-
-
-def check_spot_spacing(coords: np.ndarray, diameter: float, where: str, what: str = "spot_diameter_fullres") -> None:
-    """Raise when spots are much closer than their diameter: coordinates and scale factors in different frames.
-
-    Spots of a spatial assay never overlap by more than half (Visium: 55 um spots 100 um apart; legacy ST: 100 um
-    spots 200 um apart; Visium HD/Stereo-seq bins touch). Coordinates already scaled to a hires/lowres image while
-    ``spot_diameter_fullres`` is in full-resolution pixels (or the reverse) break that by the scale factor.
-
-    Parameters
-    ----------
-    coords
-        ``(n_obs, 2)`` spot centres in the units of the diameter.
-    diameter
-        Spot diameter.
-    where
-        Name of the coordinates, used in the message, e.g. ``"obsm['spatial']"``.
-    what
-        Name of the diameter, used in the message.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from senca._validate import check_spot_spacing
-    >>> grid = np.array([[0, 0], [100, 0], [0, 100], [100, 100]], dtype=float)
-    >>> check_spot_spacing(grid, 55.0, "obsm['spatial']")
-    >>> check_spot_spacing(grid * 0.1, 55.0, "obsm['spatial']")
-    Traceback (most recent call last):
-    ...
-    ValueError: Spot centres in obsm['spatial'] are a median 10 apart, but spot_diameter_fullres is 55: spots would overlap 5.5-fold. The coordinates are probably in another frame than the scale factors (e.g. already scaled to the hires image): store full-resolution pixel coordinates in obsm['spatial'], or pass spot_diameter= in the units of the coordinates.
-    """  # noqa: E501
-    coords = np.asarray(coords, dtype=np.float64)[:, :2]
-    coords = coords[np.isfinite(coords).all(1)]
-    if len(coords) < 3 or not diameter > 0:
-        return
-    from scipy.spatial import cKDTree
-
-    d, _ = cKDTree(coords).query(coords, k=2)
-    nn = d[:, 1]
-    nn = nn[nn > 0]  # stacked duplicates say nothing about the frame
-    if nn.size < 2:
-        return
-    spacing = float(np.median(nn))
-    if spacing < 0.5 * diameter:
-        raise ValueError(
-            f"Spot centres in {where} are a median {spacing:.3g} apart, but {what} is {diameter:.3g}: spots would "
-            f"overlap {diameter / spacing:.2g}-fold. The coordinates are probably in another frame than the scale "
-            f"factors (e.g. already scaled to the hires image): store full-resolution pixel coordinates in {where}, "
-            "or pass spot_diameter= in the units of the coordinates."
-        )
 
 
 def check_same_genes(query_genes, model_genes, who: str = "model") -> None:
