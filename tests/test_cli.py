@@ -377,3 +377,20 @@ def test_demo_smoke(senca_data_dir, tmp_path):
     # a second run refuses to replace the outputs
     again = _run("demo", "--out", out, "--data-dir", senca_data_dir, "--max-epochs", "1")
     _assert_one_line_error(again, "already exists", "--overwrite")
+
+
+def test_bad_accelerator(section_with_features, tmp_path):
+    result = _run("regions", section_with_features, "-o", tmp_path / "o.h5ad", "--accelerator", "tpux")
+    _assert_one_line_error(result, "--accelerator must be one of")
+    import torch
+
+    if not torch.cuda.is_available():
+        result = _run("regions", section_with_features, "-o", tmp_path / "o.h5ad", "--accelerator", "gpu")
+        _assert_one_line_error(result, "no CUDA GPU", "--accelerator cpu")
+    assert not (tmp_path / "o.h5ad").exists()
+
+
+def test_python_dash_m_senca():
+    res = subprocess.run([sys.executable, "-m", "senca", "regions", "--help"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "Usage: senca regions" in res.stdout

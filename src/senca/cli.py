@@ -160,6 +160,25 @@ def _torch_threads() -> None:
         torch.set_num_threads(int(n))
 
 
+_ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
+
+def _check_accelerator(accelerator: str) -> None:
+    """Refuse an unknown accelerator, or a GPU that torch cannot see, before any work is done."""
+    if accelerator not in _ACCELERATORS:
+        raise CLIError(f"--accelerator must be one of {', '.join(_ACCELERATORS)}, got {accelerator!r}")
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CLIError(f"--accelerator {accelerator}: torch sees no CUDA GPU here; use --accelerator cpu or auto")
+    if accelerator == "mps":
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise CLIError("--accelerator mps: the Apple MPS backend is not available here; use cpu or auto")
+
+
 def _resolve_layer(adata: Any, layer: str | None) -> str | None:
     if layer is None:
         return "counts" if "counts" in adata.layers else None
@@ -336,6 +355,7 @@ def demo(
     with _user_errors():
         if data_dir is not None and not (data_dir / "her2st").is_dir() and data_dir.name != "her2st":
             raise CLIError(f"{str(data_dir)!r} has no her2st/ folder; pass --data-dir pointing at the data folder")
+        _check_accelerator(accelerator)
         h5ad_path = check_output(out / f"her2st_{section}_senca.h5ad", overwrite=overwrite)
         png_path = out / f"her2st_{section}_regions.png"
         if png_path.exists() and not overwrite:
@@ -485,6 +505,7 @@ def regions(
     with _user_errors():
         inp = check_input(input)
         out = check_output(output, [inp], overwrite)
+        _check_accelerator(accelerator)
         if method not in ("gmm", "leiden", "kmeans"):
             raise CLIError(f"--method must be 'gmm', 'leiden' or 'kmeans', got {method!r}")
         if save_model is not None and save_model.exists() and not overwrite:
@@ -598,6 +619,7 @@ def detect(
         train_paths = [check_input(p) for p in [*train, *(more_train or [])]]
         tgt = check_input(target)
         out = check_output(output, [*train_paths, tgt], overwrite)
+        _check_accelerator(accelerator)
         if len({p.resolve() for p in train_paths}) != len(train_paths):
             raise CLIError("a training section is given twice")
         if tgt.resolve() in {p.resolve() for p in train_paths}:
