@@ -306,6 +306,27 @@ def test_predict_unseen_sections_and_categories(detector):
     assert target.obs["spacrd_cancer"].dtype == bool
 
 
+@pytest.mark.parametrize("fmt", ["dense", "csc"])
+def test_predict_sparse_and_dense_targets_agree(detector, fmt):
+    _, det = detector
+    ref = _tissue(60, seed=5)
+    other = ref.copy()
+    c = other.layers["counts"]
+    other.layers["counts"] = c.toarray() if fmt == "dense" else sp.csc_matrix(c)
+    det.predict(ref, layer="counts")
+    det.predict(other, layer="counts")
+    np.testing.assert_allclose(other.obs["spacrd_score"], ref.obs["spacrd_score"], rtol=1e-6, atol=1e-9)
+
+
+def test_predict_section_smaller_than_the_neighbourhood(detector):
+    _, det = detector
+    target = _tissue(60, seed=5)
+    target.obs["section"] = ["a"] * 57 + ["b"] * 3
+    with pytest.raises(ValueError, match="3 spots, fewer than n_neighbors"):
+        det.predict(target, layer="counts", sample_key="section")
+    assert "spacrd_score" not in target.obs
+
+
 def test_predict_needs_overwrite(detector):
     _, det = detector
     target = _tissue(60, seed=7)
