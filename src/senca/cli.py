@@ -87,22 +87,21 @@ def _console():
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _say(msg: str) -> None:
-    _console().print(msg)
+def _say(msg: str, done: bool = False) -> None:
+    """One progress line on stderr (no rich markup: paths and keys are printed as they are)."""
+    console = _console()
+    if done:
+        console.print("\u2713", style="green", end=" ", markup=False)
+    console.print(msg, markup=False)
 
 
 @contextmanager
 def _step(msg: str) -> Iterator[None]:
-    """Print a step with a spinner while it runs, then its duration."""
-    console = _console()
+    """Print a step before it runs and its duration after (no spinner: steps may draw their own progress bar)."""
     t0 = time.perf_counter()
-    if console.is_terminal:
-        with console.status(msg):
-            yield
-    else:
-        console.print(f"{msg} ...")
-        yield
-    console.print(f"[green]\u2713[/green] {msg} ({time.perf_counter() - t0:.1f} s)")
+    _say(f"{msg} ...")
+    yield
+    _say(f"{msg} ({time.perf_counter() - t0:.1f} s)", done=True)
 
 
 @contextmanager
@@ -263,7 +262,7 @@ def _train_senca(
     _say(f"training SENCA on {adata.n_obs} spots x {adata.n_vars} genes" + ("" if image_key else " (no histology)"))
     t0 = time.perf_counter()
     model.train(max_epochs=max_epochs, accelerator=accelerator, seed=seed)
-    _say(f"[green]\u2713[/green] trained SENCA ({time.perf_counter() - t0:.1f} s)")
+    _say(f"trained SENCA ({time.perf_counter() - t0:.1f} s)", done=True)
     return model
 
 
@@ -664,7 +663,7 @@ def detect(
         _say(f"training SpaCRD on {source.n_obs} spots from {len(adatas)} section(s), {source.n_vars} shared genes")
         t0 = time.perf_counter()
         model.train(max_epochs=max_epochs, accelerator=accelerator, seed=seed)
-        _say(f"[green]\u2713[/green] trained SpaCRD ({time.perf_counter() - t0:.1f} s)")
+        _say(f"trained SpaCRD ({time.perf_counter() - t0:.1f} s)", done=True)
         with _step(f"scoring {tgt}"):
             model.predict(target_adata, overwrite=overwrite)
         n_cancer = int(target_adata.obs["spacrd_cancer"].astype(bool).sum())
