@@ -26,9 +26,11 @@ def _adata(image, coords_full, scalef=1.0, diameter=20.0, img_key="hires", lib="
 
 
 def _patches(data, **kw):
+    """All patches in obs order (lazily read SpatialData images come tile by tile)."""
     chunks = list(spot_patches(data, **kw))
     rows = np.concatenate([c.rows for c in chunks])
-    return rows, np.concatenate([c.patches for c in chunks])
+    order = np.argsort(rows, kind="stable")
+    return rows[order], np.concatenate([c.patches for c in chunks])[order]
 
 
 def _smooth_image(h, w, seed=0):
@@ -346,13 +348,20 @@ def _to_sdata(a):
     return SpatialData(images={"he": img}, shapes={"spots": circles}, tables={"table": t})
 
 
-def test_spatialdata_transformations_and_multiscale(synth):
+def test_spatialdata_transformations_and_multiscale(synth, monkeypatch):
     pytest.importorskip("spatialdata")
+    import senca.im._patches as patches_module
+
     a = synth.copy()
     sd_built = _to_sdata(a)
-    _, pa = _patches(a, size=12, context=1.0)
-    _, ps = _patches(sd_built, size=12, context=1.0)
+    assert hasattr(sd_built.images["he"].data, "compute")  # dask-backed: read lazily, tile by tile
+    rows_a, pa = _patches(a, size=12, context=(1.0, 3.0))
+    monkeypatch.setattr(patches_module, "_TILE", 40)  # many small tiles, spots at tile and image borders
+    rows_s, ps = _patches(sd_built, size=12, context=(1.0, 3.0), chunk_size=7)
+    assert rows_s.tolist() == list(range(a.n_obs))
     np.testing.assert_allclose(ps, pa, atol=1e-6)
+    monkeypatch.undo()
+    pa = pa[:, 0]
     with pytest.raises(KeyError, match="Table 'nope'"):
         extract_features(sd_built, table_key="nope", progress=False)
     if not hasattr(senca.io, "to_spatialdata"):  # pragma: no cover

@@ -59,14 +59,18 @@ def value_scale_of(image: np.ndarray, value_range: float | None = None) -> float
     if dt == np.uint16:
         return 1.0 / 65535.0
     if np.issubdtype(dt, np.integer):
-        vmax = int(image.max()) if image.size else 0
+        vmax = int(_compute(image.max())) if image.size else 0
         return 1.0 / 255.0 if vmax <= 255 else 1.0 / 65535.0
     if np.issubdtype(dt, np.floating):
-        vmax = float(np.nanmax(image)) if image.size else 0.0
+        vmax = float(_compute(np.nanmax(image))) if image.size else 0.0
         if not np.isfinite(vmax):
             raise ValueError("The image contains infinite values; clean it (np.nan_to_num) before extracting patches.")
         return 1.0 if vmax <= 1.0 + 1e-6 else 1.0 / 255.0
     raise TypeError(f"Unsupported image dtype {dt}; use uint8, uint16 or float images.")
+
+
+def _compute(x):
+    return x.compute() if hasattr(x, "compute") else x
 
 
 def check_channels(image: np.ndarray, where: str) -> None:
@@ -390,8 +394,11 @@ def _affine(transformation) -> np.ndarray:
     return np.asarray(transformation.to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y")), dtype=np.float64)
 
 
-def _read_image(element, name: str, diam_px: float, min_pixels: float | None) -> tuple[np.ndarray, float]:
-    """Materialise one level of an image element as (H, W, C) in its native dtype; returns (array, level scale)."""
+def _read_image(element, name: str, diam_px: float, min_pixels: float | None) -> tuple[Any, float]:
+    """One level of an image element as a (H, W, C) array in its native dtype; returns (array, level scale).
+
+    A dask-backed element stays lazy: :func:`senca.im.spot_patches` then reads it tile by tile.
+    """
     if hasattr(element, "children"):  # multiscale DataTree (a DataArray has no children)
         levels = sorted(element.children)
         full = next(iter(element[levels[0]].ds.data_vars.values()))
@@ -405,9 +412,8 @@ def _read_image(element, name: str, diam_px: float, min_pixels: float | None) ->
         arr = chosen
     else:
         arr, scale = element, 1.0
-    if "c" not in arr.dims:
-        data = np.asarray(arr.transpose("y", "x").data)
-    else:
-        data = np.asarray(arr.transpose("y", "x", "c").data)
+    data = arr.transpose("y", "x").data if "c" not in arr.dims else arr.transpose("y", "x", "c").data
+    if not hasattr(data, "compute"):
+        data = np.asarray(data)
     check_channels(data, f"image element {name!r}")
     return data, float(scale)

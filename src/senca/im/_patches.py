@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -104,7 +105,8 @@ def spot_patches(
 
     Yields
     ------
-    :class:`PatchChunk` ``(rows, patches)``, in ``obs`` order within each library.
+    :class:`PatchChunk` ``(rows, patches)``, in ``obs`` order within each library (tile by tile for a lazily
+    loaded, dask-backed SpatialData image, which is then never read whole).
 
     Raises
     ------
@@ -199,16 +201,42 @@ def resolve_images(
     raise TypeError(f"Expected an AnnData or a SpatialData, got {type(data).__name__}.")
 
 
+_TILE = 4096  # px; lazily loaded images are read one tile of spots at a time
+
+
 def _iterate(images, size, contexts, scalar, chunk_size, pad_mode, pad_value) -> Iterator[PatchChunk]:
     for si in images:
-        n = len(si.rows)
-        for start in range(0, n, chunk_size):
-            stop = min(start + chunk_size, n)
-            per_ctx = [
-                crop_resample(si, si.centres[start:stop], c * si.diameter, size, pad_mode, pad_value) for c in contexts
-            ]
+        for rows, sub in _chunks(si, contexts, chunk_size):
+            per_ctx = [crop_resample(sub, sub.centres, c * sub.diameter, size, pad_mode, pad_value) for c in contexts]
             patches = per_ctx[0] if scalar else np.stack(per_ctx, axis=1)
-            yield PatchChunk(si.rows[start:stop], patches)
+            yield PatchChunk(rows, patches)
+
+
+def _chunks(si: SpotImage, contexts, chunk_size):
+    """(rows, SpotImage) per chunk; in-memory images in obs order, lazy (dask) images tile by tile."""
+    n = len(si.rows)
+    if isinstance(si.image, np.ndarray):
+        for start in range(0, n, chunk_size):
+            sel = slice(start, min(start + chunk_size, n))
+            yield si.rows[sel], replace(si, centres=si.centres[sel], rows=si.rows[sel])
+        return
+    h, w = si.image.shape[0], si.image.shape[1]
+    margin = max(contexts) * si.diameter / 2.0 + 8
+    tile = np.floor(si.centres[:, ::-1] / _TILE).astype(np.int64)  # (ty, tx)
+    order = np.lexsort((si.centres[:, 0], tile[:, 1], tile[:, 0]))
+    keys = tile[order, 0] * (w // _TILE + 2) + tile[order, 1]
+    bounds = np.flatnonzero(np.diff(keys)) + 1
+    for group in np.split(order, bounds):
+        for start in range(0, len(group), chunk_size):
+            idx = group[start : start + chunk_size]
+            c = si.centres[idx]
+            y0 = max(0, int(np.floor(c[:, 1].min() - margin)))
+            x0 = max(0, int(np.floor(c[:, 0].min() - margin)))
+            y1 = min(h, int(np.ceil(c[:, 1].max() + margin)) + 1)
+            x1 = min(w, int(np.ceil(c[:, 0].max() + margin)) + 1)
+            region = np.asarray(si.image[y0:y1, x0:x1])
+            # a crop padded at a region edge that is not an image edge would be wrong: the margin prevents it
+            yield si.rows[idx], replace(si, image=region, centres=c - [x0, y0], rows=si.rows[idx])
 
 
 def _to_rgb(crop: np.ndarray, value_scale: float) -> np.ndarray:
