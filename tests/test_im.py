@@ -206,6 +206,16 @@ def test_several_libraries(synth):
     extract_features(alone, **kw)
     np.testing.assert_allclose(both.obsm["X_he"][: synth.n_obs], alone.obsm["X_he"], rtol=1e-5, atol=1e-5)
     assert both.uns["senca"]["histology"]["library_ids"] == ["s1", "other"]
+    # a library without an image (her2st B1 next to A1): NaN rows on request, for SpaCRD's "no image" spots
+    both.uns["spatial"]["other"]["images"] = {}
+    with pytest.raises(KeyError, match="missing_image='nan'"):
+        extract_features(both, library_key="section", overwrite=True, **kw)
+    extract_features(both, library_key="section", missing_image="nan", key_added="X_nan", progress=False)
+    x = both.obsm["X_nan"]
+    assert np.isnan(x[synth.n_obs :]).all()
+    assert np.isfinite(x[: synth.n_obs]).all()
+    np.testing.assert_allclose(x[: synth.n_obs].mean(0), 0, atol=1e-4)
+    assert both.uns["senca"]["histology"]["n_spots_without_image"] == 80
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ def extract_features(
     copy: bool = False,
     *,
     standardize: bool | str = True,
+    missing_image: str = "raise",
     library_id: str | None = None,
     library_key: str | None = None,
     img_key: str | None = None,
@@ -86,6 +87,10 @@ def extract_features(
         writing into ``data``.
     standardize
         ``True``: z-score every feature over all spots; ``"library"``: within each library; ``False``: raw values.
+    missing_image
+        Several libraries (``library_key``) of which some have no image, e.g. her2st B1 next to A1: ``"raise"``
+        (default) or ``"nan"``, which gives their spots NaN rows (SpaCRD reads NaN rows as "no image for this spot";
+        standardisation ignores them).
     library_id, library_key, img_key, spatial_key, table_key, chunk_size
         Where the image and spots are; see :func:`senca.im.spot_patches`.
     model_name, weights, pretrained, device
@@ -122,6 +127,8 @@ def extract_features(
         method_name = "callable:" + getattr(method, "__qualname__", type(method).__name__)
     else:
         raise TypeError(f"method must be a string {_METHODS} or a callable, got {type(method).__name__}.")
+    if missing_image not in ("raise", "nan"):
+        raise ValueError(f"missing_image must be 'raise' or 'nan', got {missing_image!r}.")
     if standardize not in (True, False, "library"):
         raise ValueError(f"standardize must be True, False or 'library', got {standardize!r}.")
     method_kwargs = dict(method_kwargs or {})
@@ -167,14 +174,18 @@ def extract_features(
         img_key=img_key,
         spatial_key=spatial_key,
         table_key=table_key,
+        skip_missing=missing_image == "nan",
         **patch_kwargs,
     )
     n_obs = adata.n_obs
     n_spots = sum(len(si.rows) for si in images)
-    if n_spots != n_obs:
+    if n_spots == 0:
+        raise KeyError("No spot has an image: there is no H&E to extract features from.")
+    if n_spots != n_obs and missing_image != "nan":
         raise ValueError(
             f"Only {n_spots} of {n_obs} spots have an image (library_id={library_id!r}); features must cover every "
-            "spot. Pass library_key= so that every library is used, or subset the data to the library first."
+            "spot. Pass library_key= so that every library is used, subset the data to the library first, or pass "
+            "missing_image='nan' to give spots without an image NaN features."
         )
 
     def chunks():
@@ -198,11 +209,15 @@ def extract_features(
         feats = _run(chunks(), fn, n_obs, len(contexts), bar)
         names = [f"f{k}" for k in range(feats.shape[1] // len(contexts))]
     bar.close()
-    if not np.isfinite(feats).all():
+    covered = np.zeros(n_obs, dtype=bool)
+    for si in images:
+        covered[si.rows] = True
+    if not np.isfinite(feats[covered]).all():
         raise ValueError(
             f"The {method_name} extractor returned NaN or infinite features for "
-            f"{int((~np.isfinite(feats).all(1)).sum())} spots."
+            f"{int((~np.isfinite(feats[covered]).all(1)).sum())} spots."
         )
+    feats[~covered] = np.nan
     names = [f"{nm}_ctx{c:g}" for c in contexts for nm in names]
     if len(names) != feats.shape[1]:
         names = [f"f{k}" for k in range(feats.shape[1])]
@@ -210,7 +225,7 @@ def extract_features(
         for si in images:
             feats[si.rows] = _zscore(feats[si.rows])
     elif standardize:
-        feats = _zscore(feats)
+        feats[covered] = _zscore(feats[covered])
     seconds = time.perf_counter() - t0
 
     if copy:
@@ -228,6 +243,7 @@ def extract_features(
         "seed": int(seed),
         "standardize": str(standardize),
         "library_ids": [si.library_id for si in images],
+        "n_spots_without_image": int((~covered).sum()),
         "spot_diameter_px": [float(si.diameter) for si in images],
         "feature_names": names,
         "n_features": int(feats.shape[1]),

@@ -139,8 +139,12 @@ def from_anndata(
     scale_factor: float | None = None,
     spot_diameter: float | None = None,
     value_range: float | None = None,
+    skip_missing: bool = False,
 ) -> list[SpotImage]:
-    """Resolve the image(s) of an AnnData in the squidpy layout (``uns["spatial"][library_id]``)."""
+    """Resolve the image(s) of an AnnData in the squidpy layout (``uns["spatial"][library_id]``).
+
+    ``skip_missing``: libraries without an image are left out instead of raising (their spots get no patches).
+    """
     if spatial_key not in adata.obsm:
         raise KeyError(
             f"adata.obsm[{spatial_key!r}] not found (available: {sorted(adata.obsm.keys())}); pass spatial_key= "
@@ -159,7 +163,7 @@ def from_anndata(
         )
     if library_id is None:
         if library_key is not None:
-            libs = _libraries_from_key(adata, library_key, spatial)
+            libs = _libraries_from_key(adata, library_key, spatial, skip_missing)
         elif len(spatial) == 1:
             libs = [next(iter(spatial))]
         else:
@@ -183,7 +187,12 @@ def from_anndata(
         entry = spatial[lib]
         images = entry.get("images", {}) if isinstance(entry, dict) else {}
         if not images:
-            raise KeyError(f"adata.uns['spatial'][{lib!r}]['images'] is empty: no image to crop for this library.")
+            if skip_missing:
+                continue
+            raise KeyError(
+                f"adata.uns['spatial'][{lib!r}]['images'] is empty: no image to crop for this library. Load it with "
+                "its image, or pass missing_image='nan' to give its spots NaN features."
+            )
         key = img_key
         if key is None:
             key = next((k for k in _IMG_KEY_ORDER if k in images), next(iter(images)))
@@ -242,11 +251,13 @@ def from_anndata(
     return out
 
 
-def _libraries_from_key(adata, library_key, spatial) -> list[str]:
+def _libraries_from_key(adata, library_key, spatial, skip_missing=False) -> list[str]:
     if library_key not in adata.obs:
         raise KeyError(f"adata.obs[{library_key!r}] not found; pass the obs column naming each spot's library.")
     present = list(dict.fromkeys(adata.obs[library_key].astype(str)))
     missing = [lib for lib in present if lib not in spatial]
+    if missing and skip_missing:
+        return [lib for lib in present if lib in spatial]
     if missing:
         raise KeyError(
             f"Libraries {missing} of adata.obs[{library_key!r}] have no entry in adata.uns['spatial'] "
@@ -267,6 +278,7 @@ def from_spatialdata(
     spot_diameter: float | None = None,
     value_range: float | None = None,
     min_pixels: float | None = None,
+    skip_missing: bool = False,
 ) -> list[SpotImage]:
     """Resolve images, circles and table of a SpatialData: spots are the table rows, placed by their circles.
 
@@ -297,12 +309,23 @@ def from_spatialdata(
         if len(rows) == 0:
             continue
         key = img_key.get(reg) if isinstance(img_key, dict) else img_key
+        if skip_missing and key is None and not _has_image_for(sdata, reg):
+            continue
         out.append(
             _region_image(
                 sdata, table, reg, rows, instance_key, key, coordinate_system, spot_diameter, value_range, min_pixels
             )
         )
     return out
+
+
+def _has_image_for(sdata, region) -> bool:
+    from spatialdata.transformations import get_transformation
+
+    if region not in sdata.shapes:
+        return False
+    shape_cs = set(get_transformation(sdata.shapes[region], get_all=True))
+    return any(shape_cs & set(get_transformation(sdata.images[k], get_all=True)) for k in sdata.images)
 
 
 def _region_image(sdata, table, region, rows, instance_key, img_key, cs, spot_diameter, value_range, min_pixels):

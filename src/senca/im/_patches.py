@@ -175,8 +175,9 @@ def resolve_images(
     scale_factor=None,
     spot_diameter=None,
     value_range=None,
+    skip_missing=False,
 ) -> list[SpotImage]:
-    """Dispatch on the data type; returns one :class:`SpotImage` per library."""
+    """Dispatch on the data type; returns one :class:`SpotImage` per library (with an image, if ``skip_missing``)."""
     if is_spatialdata(data):
         return from_spatialdata(
             data,
@@ -186,6 +187,7 @@ def resolve_images(
             spot_diameter=spot_diameter,
             value_range=value_range,
             min_pixels=size / min(contexts),
+            skip_missing=skip_missing,
         )
     if hasattr(data, "obsm") and hasattr(data, "uns"):
         return from_anndata(
@@ -197,6 +199,7 @@ def resolve_images(
             scale_factor=scale_factor,
             spot_diameter=spot_diameter,
             value_range=value_range,
+            skip_missing=skip_missing,
         )
     raise TypeError(f"Expected an AnnData or a SpatialData, got {type(data).__name__}.")
 
