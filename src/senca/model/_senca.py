@@ -34,25 +34,32 @@ _NO_IMAGE_WARNING = (
 )
 
 
-def default_max_epochs(n_obs: int) -> int:
-    """Default number of training epochs: 300 up to 1,000 spots, then fewer so that work stays bounded.
+def default_max_epochs(n_obs: int, batch_size: int = 128, train_size: float = 0.9, n_steps: int = 600) -> int:
+    """Default number of training epochs: about ``n_steps`` optimiser steps, between 10 and 300 epochs.
 
     Parameters
     ----------
     n_obs
         Number of spots.
+    batch_size
+        Spots per minibatch.
+    train_size
+        Fraction of spots in the training split.
+    n_steps
+        Target number of optimiser steps.
 
     Returns
     -------
-    ``clip(round(300 * 1000 / n_obs), 10, 300)``.
+    ``clip(round(n_steps / ceil(train_size * n_obs / batch_size)), 10, 300)``.
 
     Examples
     --------
     >>> from senca.model._senca import default_max_epochs
-    >>> default_max_epochs(700), default_max_epochs(4000), default_max_epochs(500_000)
-    (300, 75, 10)
+    >>> default_max_epochs(346), default_max_epochs(700), default_max_epochs(4000), default_max_epochs(500_000)
+    (200, 120, 21, 10)
     """
-    return int(np.clip(round(300 * 1000 / max(int(n_obs), 1)), 10, 300))
+    steps_per_epoch = max(int(np.ceil(train_size * max(int(n_obs), 1) / batch_size)), 1)
+    return int(np.clip(round(n_steps / steps_per_epoch), 10, 300))
 
 
 def _fit_pca(counts, n_pcs: int) -> tuple[np.ndarray, np.ndarray]:
@@ -470,7 +477,7 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
             if not self.is_trained_:  # the seed also decides the initial weights
                 self.module = self._module_cls(**self._senca_module_kwargs)
         if max_epochs is None:
-            max_epochs = default_max_epochs(self.adata.n_obs)
+            max_epochs = default_max_epochs(self.adata.n_obs, batch_size, min(float(train_size), 1.0))
         train_size = float(train_size)
         if train_size >= 1.0:
             train_size, early_stopping = 1.0, False

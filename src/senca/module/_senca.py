@@ -178,9 +178,9 @@ class SENCAModule(BaseModuleClass):
                 raise ValueError("This SENCA module expects a precomputed expression representation (e_nbr).")
             gene_in = e_nbr
         else:
-            gene_in = torch.log1p(1e4 * x_nbr / library.unsqueeze(-1))
+            gene_in = torch.log1p(x_nbr * (1e4 / library.unsqueeze(-1)))
             if self.n_pcs > 0:
-                gene_in = (gene_in - self.pca_mean) @ self.pca_components
+                gene_in = gene_in @ self.pca_components - self.pca_mean @ self.pca_components
         tg = self.shared_encoder(self.gene_head(gene_in), GENE)  # (B, k, d)
         tg_i = tg[:, 0]
         k = tg.shape[1]
