@@ -524,6 +524,21 @@ def test_her2st_missing_files(tmp_path):
         senca.datasets.her2st("A1", data_dir=tmp_path, download=False)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"n_spots": 0}, "n_spots must be >= 1"),
+        ({"n_regions": 0}, "n_regions must be >= 1"),
+        ({"n_spots": 3, "n_regions": 4}, "exceeds n_spots"),
+        ({"dispersion": 0.0}, "dispersion"),
+        ({"frac_marker_genes": 1.5}, "frac_marker_genes"),
+    ],
+)
+def test_synthetic_bad_parameters(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        senca.datasets.synthetic(**kwargs)
+
+
 # ---------------------------------------------------------------------------------- CLI
 def _cli(args):
     from typer.testing import CliRunner

@@ -95,6 +95,15 @@ def synthetic(
     >>> adata.shape
     (500, 200)
     """
+    for name, value, low in (("n_spots", n_spots, 1), ("n_genes", n_genes, 1), ("n_regions", n_regions, 1)):
+        if int(value) < low:
+            raise ValueError(f"{name} must be >= {low}, got {value}.")
+    if int(n_regions) > int(n_spots):
+        raise ValueError(f"n_regions={n_regions} exceeds n_spots={n_spots}; ask for fewer regions or more spots.")
+    if int(n_histology) < 0 or not (dispersion > 0 and mean_library_size > 0 and fold_change > 0):
+        raise ValueError("n_histology must be >= 0 and dispersion, mean_library_size and fold_change must be > 0.")
+    if not 0 <= frac_marker_genes <= 1:
+        raise ValueError(f"frac_marker_genes must be in [0, 1], got {frac_marker_genes}.")
     rng = np.random.default_rng(seed)
     expression_map = np.arange(n_regions) if expression_map is None else np.asarray(expression_map)
     histology_map = np.arange(n_regions) if histology_map is None else np.asarray(histology_map)
@@ -131,7 +140,7 @@ def synthetic(
     n_prog_h = int(histology_map.max()) + 1
     prog_h = histology_map[region]
     centres = rng.normal(size=(n_prog_h, n_histology))
-    centres *= histology_effect * np.sqrt(2.0) / np.sqrt(n_histology) * 2.0
+    centres *= histology_effect * np.sqrt(2.0) / np.sqrt(max(n_histology, 1)) * 2.0
     hist = centres[prog_h] + rng.normal(size=(n_spots, n_histology))
 
     obs = pd.DataFrame(
