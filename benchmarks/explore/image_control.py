@@ -28,3 +28,8 @@ for rep in range(3):
 for rep in range(2):
     hr = rng.standard_normal(hp.shape)
     print(f"A1 RANDOM features sh=1 (draw {rep})", score(embed(p, idx, weights(p, hr, idx, np.inf, 1.0))))
+
+# image-feature dimension: PCA-5 / PCA-10 / PCA-20(=all 24 standardised features, rotated) of the H&E statistics
+for nd in [5, 10, 20]:
+    print(f"A1 image-keyed sh=1, H&E PCA-{nd}", score(embed(p, idx, weights(p, pca(hh, n=nd), idx, np.inf, 1.0))))
+print("A1 image-keyed sh=1, raw standardised 24 features", score(embed(p, idx, weights(p, hh, idx, np.inf, 1.0))))
