@@ -1,12 +1,12 @@
+# ruff: noqa: B023  (each lambda is called inside the loop iteration that defines it)
 """Extra checks on recipe B (5 seeds): GMM n PCs, image bandwidth grid, consensus, DEC-style clustering-aware refit."""
 
 import numpy as np
 import torch
-from sklearn.cluster import AgglomerativeClustering
-from sklearn.decomposition import PCA
-
 from _common import cluster, knn, pca, report, sections
 from _recipe import embed, weights
+from sklearn.cluster import AgglomerativeClustering
+from sklearn.decomposition import PCA
 
 torch.set_num_threads(1)
 SEEDS = [0, 1, 2, 3, 4]
@@ -14,7 +14,7 @@ secs = sections()
 
 
 def dec(z, n, seed, n_pcs=15, iters=150, lr=1e-2):
-    """DEC on top of the KMeans-initialised EEE GMM: Student-t soft assignments, sharpened target, learned linear map."""
+    """DEC on top of the KMeans-initialised EEE GMM: Student-t soft assignments, sharpened target, linear map."""
     torch.manual_seed(seed)
     e = PCA(n_components=n_pcs, random_state=seed, svd_solver="full").fit_transform(z - z.mean(0))
     e = e / e[:, 0].std()
@@ -67,7 +67,11 @@ for s in secs:
     if hp is not None:
         for sh in [0.6, 0.8, 1.0, 1.2, 1.4]:
             zz = embed(p, idx, weights(p, hp, idx, np.inf, sh))
-            print(f"A1 sh={sh}", np.round(np.mean([s.score(cluster(zz, s.n, sd, "gmm_km", n_pcs=15))[0] for sd in range(10)]), 3),
-                  "(10 seeds)", flush=True)
+            print(
+                f"A1 sh={sh}",
+                np.round(np.mean([s.score(cluster(zz, s.n, sd, "gmm_km", n_pcs=15))[0] for sd in range(10)]), 3),
+                "(10 seeds)",
+                flush=True,
+            )
 for name, r in rows.items():
     report(name, r)
