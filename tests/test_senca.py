@@ -19,7 +19,7 @@ from senca.model import SENCA
 
 # R1/R2 look alike in H&E but express differently; R3/R4 express alike but look different.
 DESIGN = {"n_regions": 4, "expression_map": [0, 1, 2, 2], "histology_map": [0, 0, 1, 2]}
-SMALL = {"n_hidden": 32, "n_latent": 16, "dropout": 0.0}  # a small, fast network for tests
+SMALL = {"n_hidden": 64, "n_latent": 16, "dropout": 0.0}  # a small, fast network for tests
 FIT = {"max_epochs": 60, "lr": 5e-3, "enable_progress_bar": False}
 
 

@@ -485,6 +485,8 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
         trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
         trainer_kwargs.setdefault("early_stopping_monitor", "elbo_validation")
         trainer_kwargs.setdefault("deterministic", deterministic)
+        if deterministic:
+            trainer_kwargs.setdefault("benchmark", False)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")
