@@ -148,8 +148,8 @@ plt.show()
 # ## Discordance: looks alike, expresses differently
 #
 # {func}`senca.tl.discordance` scores every spot by how far its expression is from that of the neighbours that
-# look alike in H&E. High values mark places where the histology is uniform but the transcriptome is not, e.g.
-# tumour-stroma interfaces or infiltrated tissue.
+# look alike in H&E. High values mark spots that look like their surroundings but express differently: candidates
+# for a closer look, such as a uniform-looking area whose transcriptome changes.
 
 # %%
 senca.tl.discordance(adata, model)

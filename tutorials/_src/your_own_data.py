@@ -131,8 +131,9 @@ sdata
 
 # %% [markdown]
 # (`senca.io.read_visium(path, spatialdata=True)` reads a Space Ranger folder straight into SpatialData with
-# spatialdata-io.) senca's functions take the SpatialData object where they take an AnnData, and write into its
-# table; {func}`senca.io.from_spatialdata` turns it back into an AnnData at any time.
+# spatialdata-io.) {func}`senca.im.extract_features` and the models' `setup_spatialdata` take the SpatialData
+# object directly and write their results into its table; {func}`senca.io.from_spatialdata` turns it back into an
+# AnnData at any time.
 
 # %% [markdown]
 # ## 3. Your own histology features
