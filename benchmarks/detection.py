@@ -68,7 +68,9 @@ def load_sections(with_image: bool) -> dict:
     return out
 
 
-def run_fold(sections: dict, target: str, seeds: list[int], image: bool, max_epochs: int | None) -> dict:
+def run_fold(
+    sections: dict, target: str, seeds: list[int], image: bool, max_epochs: int | None, n_top_genes: int | None = None
+) -> dict:
     """Train SpaCRD (one fit per seed) and the logistic baseline on the three other sections; score ``target``."""
     from sklearn.linear_model import LogisticRegression
 
@@ -97,7 +99,7 @@ def run_fold(sections: dict, target: str, seeds: list[int], image: bool, max_epo
             labels_key="cancer",
             sample_key="section",
         )
-        model = senca.model.SpaCRD(source)
+        model = senca.model.SpaCRD(source, **({} if n_top_genes is None else {"n_top_genes": n_top_genes}))
         model.train(
             max_epochs=max_epochs, seed=seed, accelerator="cpu", enable_progress_bar=False, enable_model_summary=False
         )
@@ -166,6 +168,7 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="1 seed, no image folds")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--max-epochs", type=int, default=None, help="SpaCRD stage-2 epochs (default: the model's)")
+    p.add_argument("--n-top-genes", type=int, default=None, help="HVGs (default: the model's, 3000)")
     p.add_argument("--no-image", action="store_true", help="skip the mixed-source folds with A1's image")
     p.add_argument("--folds", default=",".join(SECTIONS), help="targets to run (default all four)")
     p.add_argument("--out", default=str(RESULTS / "detection"), help="output path without extension")
@@ -192,11 +195,11 @@ def main(argv=None):
     out["versions"] = {"senca": senca.__version__, "torch": torch.__version__, "sklearn": sklearn.__version__}
     for t in targets:
         print(f"fold: target {t}, expression-only", flush=True)
-        out["folds"].append(run_fold(sections, t, seeds, False, args.max_epochs))
+        out["folds"].append(run_fold(sections, t, seeds, False, args.max_epochs, args.n_top_genes))
     if image:
         for t in [t for t in targets if t != "A1"]:
             print(f"fold: target {t}, sources with A1's image (mixed)", flush=True)
-            out["folds_image"].append(run_fold(sections, t, seeds, True, args.max_epochs))
+            out["folds_image"].append(run_fold(sections, t, seeds, True, args.max_epochs, args.n_top_genes))
     out["total_wall_s"] = time.perf_counter() - t_all
     summary = {}
     for name, folds in (("expression", out["folds"]), ("mixed_image", out["folds_image"])):
@@ -213,7 +216,9 @@ def main(argv=None):
         "# SpaCRD cancer-region detection, her2st leave-one-patient-out (A1, B1, C1, D1)",
         "",
         f"Command: `python -m benchmarks.detection{' --quick' if args.quick else ''}"
-        f"{'' if args.quick or args.seeds == 5 else f' --seeds {args.seeds}'}`; seeds {seeds}; "
+        f"{'' if args.quick or args.seeds == 5 else f' --seeds {args.seeds}'}"
+        f"{'' if args.n_top_genes is None else f' --n-top-genes {args.n_top_genes}'}"
+        f"{' --no-image' if args.no_image else ''}`; seeds {seeds}; "
         f"{out['machine']}, 1 torch thread; total wall {out['total_wall_s'] / 60:.1f} min.",
         "Cancer = invasive cancer or cancer in situ; undetermined = non-cancer. F1 at the label-free GMM threshold. "
         "SpaCRD: mean ± std over seeds; LogReg: logistic regression on the same standardised genes (deterministic).",
