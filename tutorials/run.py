@@ -10,7 +10,7 @@ Usage (from the repository root)::
 
     SENCA_DATA_DIR=/path/to/data python tutorials/run.py                      # all notebooks
     SENCA_DATA_DIR=/path/to/data python tutorials/run.py your_own_data        # some of them
-    python tutorials/run.py --no-execute                                      # build without running
+    python tutorials/run.py --check                                           # stored notebooks up to date?
 
 Execution is offline when ``$SENCA_DATA_DIR`` holds the data (``her2st/``, ``spacrd_labels/``); otherwise the
 dataset readers download what they need once. Torch and BLAS are pinned to one thread (``--threads``) so that runs
@@ -84,6 +84,17 @@ def build(src: Path):
     return nb
 
 
+def is_up_to_date(src: Path) -> bool:
+    """Whether ``tutorials/<stem>.ipynb`` exists and holds exactly the cells of its source ``src``."""
+    import nbformat
+
+    path = HERE / f"{src.stem}.ipynb"
+    if not path.is_file():
+        return False
+    stored = nbformat.read(path, as_version=4)
+    return [(c.cell_type, c.source) for c in stored.cells] == [(c.cell_type, c.source) for c in build(src).cells]
+
+
 def _strip_noise(nb) -> None:
     """Drop stderr streams (progress bars, library warnings) and execution timestamps from the stored outputs."""
     for cell in nb.cells:
@@ -108,10 +119,12 @@ def execute(nb, timeout: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Build (and execute) the tutorials named on the command line; return the exit status."""
+    """Build and execute the tutorials named on the command line; return the exit status."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("names", nargs="*", help="notebooks to build (stems of tutorials/_src/*.py); default all")
-    p.add_argument("--no-execute", action="store_true", help="write the notebooks without running them")
+    p.add_argument(
+        "--check", action="store_true", help="only report stored notebooks whose cells differ from their sources"
+    )
     p.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell")
     p.add_argument("--threads", type=int, default=1, help="OMP/MKL/torch threads of the kernel")
     args = p.parse_args(argv)
@@ -125,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise SystemExit(f"unknown tutorial(s) {sorted(unknown)}; available: {[s.stem for s in sources]}")
         sources = [s for s in sources if s.stem in wanted]
+    if args.check:
+        stale = [s.stem for s in sources if not is_up_to_date(s)]
+        print(f"out of date (re-run tutorials/run.py {' '.join(stale)}): {stale}" if stale else "all up to date")
+        return 1 if stale else 0
 
     # the kernel is this interpreter's (``python -m ipykernel_launcher`` found first on PATH), single-threaded
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
@@ -141,20 +158,18 @@ def main(argv: list[str] | None = None) -> int:
         nb = build(src)
         out = HERE / f"{src.stem}.ipynb"
         t0 = time.perf_counter()
-        if not args.no_execute:
-            try:
-                execute(nb, args.timeout)
-            except Exception as err:  # noqa: BLE001 - report every notebook, fail at the end
-                failed.append(src.stem)
-                print(f"FAILED {out.name}: {type(err).__name__}: {str(err)[-2000:]}", file=sys.stderr)
-                continue
-            _strip_noise(nb)
+        try:
+            execute(nb, args.timeout)
+        except Exception as err:  # noqa: BLE001 - report every notebook, fail at the end
+            failed.append(src.stem)
+            print(f"FAILED {out.name}: {type(err).__name__}: {str(err)[-2000:]}", file=sys.stderr)
+            continue
+        _strip_noise(nb)
         wall = time.perf_counter() - t0
         nbformat.write(nb, out)
         size = out.stat().st_size
         flag = "  (over 1 MB: lower figure sizes)" if size > MAX_BYTES else ""
-        what = "built" if args.no_execute else f"executed in {wall:.0f} s"
-        print(f"{out.name}: {what}, {size / 1e3:.0f} kB{flag}")
+        print(f"{out.name}: executed in {wall:.0f} s, {size / 1e3:.0f} kB{flag}")
     if failed:
         print(f"failed: {failed}", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@
 # %%
 import json
 import logging
+import shutil
 import tempfile
 import time
 import warnings
@@ -210,4 +211,5 @@ for name in ["s1", "s2"]:
     print(name, senca.metrics.region_scores(simulated, section.obs["senca_region"]))
 
 # %%
+shutil.rmtree(workdir)  # the simulated Space Ranger folders and the .zarr store
 print(f"notebook ran in {time.perf_counter() - t_start:.0f} s")
