@@ -179,3 +179,23 @@ def _write_cli_reference() -> None:
 
 
 _write_cli_reference()
+
+
+# -- benchmarks: benchmarks/RESULTS.md (written by `python -m benchmarks.report`), shown on docs/benchmarks.md --------
+
+
+def _copy_benchmark_results() -> None:
+    src = ROOT / "benchmarks" / "RESULTS.md"
+    out = HERE / "_generated" / "benchmark_results.md"
+    out.parent.mkdir(exist_ok=True)
+    if src.is_file():
+        text = src.read_text()
+        # the page has its own title: demote the report's headings by one level
+        text = "\n".join("#" + line if line.startswith("#") else line for line in text.splitlines()) + "\n"
+    else:
+        text = "The benchmark report has not been generated yet: run `python -m benchmarks.report`.\n"
+    if not out.exists() or out.read_text() != text:
+        out.write_text(text)
+
+
+_copy_benchmark_results()
