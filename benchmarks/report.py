@@ -64,6 +64,7 @@ def aggregate_regions(runs: list[dict]) -> dict:
                     "n_found": [r.get("n_found") for r in rr],
                     "n_regions": rr[0].get("n_regions"),
                     "note": rr[0].get("note", ""),
+                    "senca_git": sorted({str(r.get("senca_git", "not recorded")) for r in rr}),
                 }
         # mean over sections, per seed that covers every section the method ran on
         covered = [s for s in sections if s in secs]
@@ -132,8 +133,15 @@ def regions_markdown(agg: dict, quick: bool = False) -> str:
     def _note(v):
         return re.sub(r"resolution [0-9.]+", "resolution searched per section", v.get("note", ""))
 
-    notes = [f"- **{e['label']}**: " + "; ".join(sorted({_note(v) for v in e['sections'].values() if _note(v)}))
-             for e in agg["methods"].values() if e["sections"]]
+    notes = []
+    for m, e in agg["methods"].items():
+        if not e["sections"]:
+            continue
+        txt = f"- **{e['label']}**: " + "; ".join(sorted({_note(v) for v in e["sections"].values() if _note(v)}))
+        if m.startswith("senca"):
+            commits = sorted({c for v in e["sections"].values() for c in v.get("senca_git", [])})
+            txt += f" (senca source: {', '.join(commits)})"
+        notes.append(txt)
     under = [f"- {e['label']}: {len(e['complete_seeds'])} seed(s) only (time)." for e in agg["methods"].values()
              if e["sections"] and 0 < len(e["complete_seeds"]) < max(len(x["complete_seeds"]) for x in
                                                                     agg["methods"].values())]
