@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
+from contextlib import contextmanager
 from typing import Literal
 
 import numpy as np
@@ -76,6 +77,18 @@ def _fit_pca(counts, n_pcs: int) -> tuple[np.ndarray, np.ndarray]:
         x = np.log1p(1e4 * x / np.maximum(x.sum(1, keepdims=True), 1.0))
     pca = PCA(n_components=n_pcs, svd_solver="arpack", random_state=0).fit(x)
     return np.asarray(pca.mean_).ravel(), pca.components_.T.copy()
+
+
+@contextmanager
+def _quiet_scvi():
+    """Silence scvi-tools' INFO chatter (e.g. "Generating sequential column names") during setup."""
+    scvi_logger = logging.getLogger("scvi")
+    level = scvi_logger.level
+    scvi_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        scvi_logger.setLevel(level)
 
 
 def _table_of(data, cls=None) -> AnnData:
@@ -339,7 +352,8 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
         if expression_key is not None:
             fields.append(ObsmField(REGISTRY_KEYS.EXPRESSION_KEY, expression_key))
         manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
-        manager.register_fields(adata, **kwargs)
+        with _quiet_scvi():
+            manager.register_fields(adata, **kwargs)
         cls.register_manager(manager)
 
     @classmethod
@@ -466,7 +480,7 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
         >>> senca.model.SENCA.setup_anndata(adata, layer="counts", image_key="X_histology")
         >>> model = senca.model.SENCA(adata)
         >>> model.train(max_epochs=2, seed=0, enable_progress_bar=False)
-        >>> "train_loss_epoch" in model.history
+        >>> "train_loss" in model.history
         True
         """
         if seed is not None:
@@ -518,7 +532,8 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
             if manager is None or manager.adata is not adata:
                 cls.setup_anndata(adata, source_registry=self.registry_, **self.registry_[_SETUP_ARGS_KEY])
                 self._register_manager_for_instance(cls._get_most_recent_anndata_manager(adata, required=True))
-        return super()._validate_anndata(adata, copy_if_view=copy_if_view)
+        with _quiet_scvi():
+            return super()._validate_anndata(adata, copy_if_view=copy_if_view)
 
     # ------------------------------------------------------------------ outputs
     @torch.inference_mode()
