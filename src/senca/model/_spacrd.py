@@ -434,7 +434,13 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
         if image_key is not None:
             fields.append(ObsmField(REGISTRY_KEYS.IMAGE_KEY, image_key))
         manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
-        manager.register_fields(adata, **kwargs)
+        field_logger = logging.getLogger("scvi.data.fields._arraylike_field")  # "Generating sequential column names"
+        level = field_logger.level
+        field_logger.setLevel(logging.WARNING)
+        try:
+            manager.register_fields(adata, **kwargs)
+        finally:
+            field_logger.setLevel(level)
         cls.register_manager(manager)
 
     # ----------------------------------------------------------------------------------------- train
