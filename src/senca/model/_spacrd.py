@@ -17,6 +17,7 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.train import TrainingPlan
 
 from senca._utils import check_key_free, set_seed
+from senca._validate import check_counts, check_features, check_not_backed
 from senca.data import REGISTRY_KEYS, NeighborhoodDataLoader, NeighborhoodDataSplitter
 from senca.metrics import gmm_threshold
 from senca.module._spacrd import GENE_NBR_KEY, IMAGE_NBR_KEY, MASK_NBR_KEY, SpaCRDModule
@@ -416,6 +417,11 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
             raise KeyError(f"adata.obs[{sample_key!r}] not found; pass an existing sample_key or None.")
         if image_key is not None and image_key not in adata.obsm:
             raise KeyError(f"adata.obsm[{image_key!r}] not found; compute histology features first or pass None.")
+        check_not_backed(adata, layer, "SpaCRD.setup_anndata")
+        where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+        check_counts(adata.X if layer is None else adata.layers[layer], where, "SpaCRD")
+        if image_key is not None:
+            check_features(adata.obsm[image_key], f"adata.obsm[{image_key!r}]", allow_nan=True)
         if image_key is None:
             warnings.warn(
                 "No image_key: SpaCRD runs expression-only (no histology branch, no contrastive stage).",
@@ -620,7 +626,9 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
         groups = (
             np.zeros(adata.n_obs, dtype=int) if sample_key is None else adata.obs[sample_key].astype(str).to_numpy()
         )
+        check_not_backed(adata, layer, "SpaCRD.predict")
         counts = adata.X if layer is None else adata.layers[layer]
+        check_counts(counts, "adata.X" if layer is None else f"adata.layers[{layer!r}]", "SpaCRD")
         feats = {"x": gene_features(counts, adata.var_names, genes, groups, self._gene_scaling)}
         if self.module.n_image > 0:
             if image_key is not None and image_key in adata.obsm:
