@@ -17,6 +17,7 @@ from scvi.data.fields import LayerField, ObsmField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from senca._utils import set_seed
+from senca._validate import check_not_backed, check_same_genes
 from senca.data import (
     DEFAULT_NEIGHBORS_OBSM_KEY,
     REGISTRY_KEYS,
@@ -306,6 +307,7 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
         n_neighbors = int(n_neighbors)
         if layer is not None and layer not in adata.layers:
             raise KeyError(f"adata.layers[{layer!r}] not found (layers: {list(adata.layers)}); pass layer=None for X.")
+        check_not_backed(adata, layer, "SENCA.setup_anndata")
         counts = adata.X if layer is None else adata.layers[layer]
         where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
         _check_finite(counts, where)
@@ -545,7 +547,11 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
         batch_size: int | None = None,
     ) -> dict[str, np.ndarray]:
         self._check_if_trained(warn=True)
-        adata = self._validate_anndata(_table_of(adata, type(self)))
+        table = _table_of(adata, type(self))
+        if table is not None and table is not self.adata:  # the model reads genes by position
+            x_state = self.registry_["field_registries"][REGISTRY_KEYS.X_KEY]["state_registry"]
+            check_same_genes(table.var_names, x_state["column_names"])
+        adata = self._validate_anndata(table)
         loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
         was_training = self.module.training
         self.module.eval()
