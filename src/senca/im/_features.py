@@ -215,7 +215,9 @@ def extract_features(
     if not np.isfinite(feats[covered]).all():
         raise ValueError(
             f"The {method_name} extractor returned NaN or infinite features for "
-            f"{int((~np.isfinite(feats[covered]).all(1)).sum())} spots."
+            f"{int((~np.isfinite(feats[covered]).all(1)).sum())} spots. Check the image for NaN pixels under those "
+            "spots: fill them (e.g. np.nan_to_num(image, nan=1.0) for a white background) or drop the spots; a custom "
+            "extractor must return finite numbers."
         )
     feats[~covered] = np.nan
     names = [f"{nm}_ctx{c:g}" for c in contexts for nm in names]
