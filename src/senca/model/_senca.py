@@ -80,6 +80,45 @@ def _fit_pca(counts, n_pcs: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(pca.mean_).ravel(), pca.components_.T.copy()
 
 
+def _project_counts(counts, mean: torch.Tensor | np.ndarray, comps, chunk: int = 8192) -> torch.Tensor:
+    """PCA coordinates of log1p(1e4 * x / library) for every row, densifying ``chunk`` rows at a time."""
+    mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32)
+    comps = torch.as_tensor(np.asarray(comps), dtype=torch.float32)
+    offset = mean @ comps
+    out = []
+    for start in range(0, counts.shape[0], chunk):
+        rows = counts[start : start + chunk]
+        rows = rows.toarray() if sp.issparse(rows) else np.asarray(rows)
+        x = torch.as_tensor(rows, dtype=torch.float32)
+        lib = x.sum(1, keepdim=True).clamp_min(1.0)
+        out.append(torch.log1p(x * (1e4 / lib)) @ comps - offset)
+    return torch.cat(out)
+
+
+def _kernel_statistics(manager, pca_mean, pca_components, image_mean, image_std, weight: float) -> dict:
+    """Histology principal axes, kernel bandwidth and block scale of the attention embedding (training data)."""
+    from sklearn.decomposition import PCA
+
+    from senca.module._kernel_attention import attend, kernel_attention, median_bandwidth
+
+    h = np.asarray(manager.get_from_registry(REGISTRY_KEYS.IMAGE_KEY), dtype=np.float64)
+    hs = (h - image_mean) / np.maximum(image_std, 1e-6)
+    n_axes = min(10, hs.shape[1])
+    axes = np.zeros((hs.shape[1], n_axes))
+    n_fit = min(n_axes, hs.shape[0] - 1)
+    if n_fit > 0:
+        axes[:, :n_fit] = PCA(n_components=n_fit, svd_solver="full", random_state=0).fit(hs).components_.T
+    keys = torch.as_tensor(hs @ axes, dtype=torch.float32)
+    index = torch.as_tensor(np.asarray(manager.get_from_registry(REGISTRY_KEYS.NEIGHBOR_KEY)), dtype=torch.long)
+    bandwidth = median_bandwidth(keys, index) if index.shape[1] > 1 else 1.0
+    a = kernel_attention(keys, index, bandwidth)
+    zp = attend(_project_counts(manager.get_from_registry(REGISTRY_KEYS.X_KEY), pca_mean, pca_components), index, a)
+    zh = attend(keys, index, a)
+    # the histology block gets `weight` times the spread of the expression block, whatever the feature scale
+    scale = float(zp.var(0).sum().sqrt() / zh.var(0).sum().sqrt().clamp_min(1e-8))
+    return {"image_axes": axes, "kernel_bandwidth": bandwidth, "image_block_scale": scale}
+
+
 @contextmanager
 def _quiet_scvi():
     """Silence scvi-tools' INFO chatter (e.g. "Generating sequential column names") during setup."""
@@ -125,9 +164,15 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
     Each spot is embedded from its spatial neighbourhood: a gene head and an image head feed one
     shared encoder, multi-head cross-attention runs both ways over the k nearest spots of the same
     sample, and a functional-contrast term ``delta_i`` marks spots whose expression differs from the
-    neighbours that look alike in H&E. The embedding ``z`` (``get_latent_representation``) is trained to
-    reconstruct both modalities (negative-binomial counts, Gaussian histology features) plus a small
-    InfoNCE alignment term. Cluster it with :func:`senca.tl.regions`. See DESIGN.md §3.
+    neighbours that look alike in H&E. The network's fused latent is trained to reconstruct both
+    modalities (negative-binomial counts, Gaussian histology features) plus a small InfoNCE alignment term.
+
+    The embedding used for regions (``get_latent_representation()``, default ``representation="attention"``)
+    is the neighbourhood cross-attention with H&E as keys and expression as values, with weights from a
+    Gaussian kernel on the histology tokens (bandwidth: the median neighbour distance of the training
+    data), plus the histology tokens mixed the same way at half the spread; without an image it is the
+    spatially smoothed expression. The trained latent is ``representation="learned"``. Cluster with
+    :func:`senca.tl.regions`; :meth:`get_discordance` is the functional contrast of the same attention.
 
     Parameters
     ----------
@@ -159,6 +204,9 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
     reconstruct
         ``"neighborhood"``: decode the neighbourhood's summed counts and mean histology (default);
         ``"spot"``: decode the spot's own.
+    image_block_weight
+        Spread of the histology block of the attention embedding relative to the expression block
+        (0: expression values only, H&E only as attention keys).
     **module_kwargs
         Further arguments of :class:`senca.module.SENCAModule`.
 
@@ -169,7 +217,9 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
     >>> senca.model.SENCA.setup_anndata(adata, layer="counts", image_key="X_histology")
     >>> model = senca.model.SENCA(adata, n_latent=8)
     >>> model.train(max_epochs=2, seed=0, enable_progress_bar=False)
-    >>> model.get_latent_representation().shape
+    >>> model.get_latent_representation().shape  # 50 expression PCs + 10 histology tokens
+    (300, 60)
+    >>> model.get_latent_representation(representation="learned").shape
     (300, 8)
     """
 
@@ -193,6 +243,7 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
         n_pcs: int = 50,
         residual: bool = True,
         reconstruct: Literal["neighborhood", "spot"] = "neighborhood",
+        image_block_weight: float = 0.5,
         **module_kwargs,
     ):
         adata = _table_of(adata, type(self))
@@ -212,6 +263,11 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
         pca_mean = pca_components = None
         if n_pcs_used > 0 and self.adata_manager is not None:
             pca_mean, pca_components = _fit_pca(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY), n_pcs_used)
+        image_kw = {}
+        if n_image > 0 and pca_components is not None and self.adata_manager is not None:
+            image_kw = _kernel_statistics(
+                self.adata_manager, pca_mean, pca_components, image_mean, image_std, image_block_weight
+            )
         self._senca_module_kwargs = dict(
             n_genes=n_genes,
             n_image=n_image,
@@ -232,6 +288,8 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
             pca_components=pca_components,
             residual=residual,
             reconstruct=reconstruct,
+            image_block_weight=image_block_weight,
+            **image_kw,
             **module_kwargs,
         )
         self.module = self._module_cls(**self._senca_module_kwargs)
@@ -563,10 +621,50 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
         self.module.train(was_training)
         return {k: np.concatenate(v) for k, v in parts.items()}
 
+    @torch.inference_mode()
+    def _attention_outputs(self, adata=None) -> dict[str, np.ndarray]:
+        self._check_if_trained(warn=True)
+        if self.module.n_pcs == 0:
+            raise ValueError(
+                "The attention embedding needs the model's principal axes; this model was set up with an "
+                "expression_key. Use representation='learned'."
+            )
+        table = _table_of(adata, type(self))
+        if table is not None and table is not self.adata:
+            x_state = self.registry_["field_registries"][REGISTRY_KEYS.X_KEY]["state_registry"]
+            check_same_genes(table.var_names, x_state["column_names"])
+        adata = self._validate_anndata(table)
+        manager = self.get_anndata_manager(adata, required=True)
+        device = self.module.pca_components.device
+        buffers = {k: v.cpu() for k, v in self.module.named_buffers()}
+        expression = _project_counts(
+            manager.get_from_registry(REGISTRY_KEYS.X_KEY), buffers["pca_mean"], buffers["pca_components"]
+        )
+        index = torch.as_tensor(np.asarray(manager.get_from_registry(REGISTRY_KEYS.NEIGHBOR_KEY)), dtype=torch.long)
+        h = None
+        if self.module.n_image > 0:
+            h = torch.as_tensor(np.asarray(manager.get_from_registry(REGISTRY_KEYS.IMAGE_KEY)), dtype=torch.float32)
+            h = h.to(device)
+        out = self.module.attention_embedding(expression.to(device), index.to(device), h)
+        return {k: v.cpu().numpy().astype(np.float32) for k, v in out.items()}
+
     def get_latent_representation(
-        self, adata=None, indices: Sequence[int] | None = None, batch_size: int | None = None
+        self,
+        adata=None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        representation: Literal["attention", "learned"] = "attention",
     ) -> np.ndarray:
-        """The SENCA embedding ``z`` of each spot.
+        """The SENCA embedding of each spot.
+
+        ``representation="attention"`` (default, used for region calling) is the neighbourhood cross-attention
+        embedding: each spot's expression (principal components of the log-normalised counts) mixed with
+        its neighbours' with weights set by how alike they look in H&E (a Gaussian kernel on the histology
+        tokens, uniform without an image), twice, next to the histology tokens mixed the same way at half
+        the expression block's spread. Its attention weights are not trained: on her2st, attention learned by
+        reconstruction collapsed onto one neighbour and clustered worse (see ``benchmarks/explore``).
+        ``representation="learned"`` is the trained network's fused latent ``z`` (shared encoder, learned
+        bidirectional cross-attention, functional contrast), used for reconstruction.
 
         Parameters
         ----------
@@ -577,11 +675,14 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
         indices
             Rows to embed (default: all).
         batch_size
-            Spots per minibatch.
+            Spots per minibatch (``representation="learned"``).
+        representation
+            ``"attention"`` or ``"learned"``, see above.
 
         Returns
         -------
-        ``(n_obs, n_latent)`` float32 array; store it e.g. as ``adata.obsm["X_senca"]``.
+        float32 array, ``(n_obs, n_pcs [+ 10 histology tokens])`` for ``"attention"`` and ``(n_obs, n_latent)``
+        for ``"learned"``; store it e.g. as ``adata.obsm["X_senca"]``.
 
         Examples
         --------
@@ -592,7 +693,12 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
         >>> model.train(max_epochs=2, enable_progress_bar=False)
         >>> adata.obsm["X_senca"] = model.get_latent_representation()
         """
-        return self._collect(["z"], adata, indices, batch_size)["z"]
+        if representation == "learned":
+            return self._collect(["z"], adata, indices, batch_size)["z"]
+        if representation != "attention":
+            raise ValueError(f"representation must be 'attention' or 'learned', got {representation!r}.")
+        z = self._attention_outputs(adata)["z"]
+        return z if indices is None else z[np.asarray(indices)]
 
     def get_attention(
         self,
@@ -642,8 +748,9 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
     ) -> np.ndarray:
         """Functional-contrast magnitude ``|delta_i|`` of each spot.
 
-        ``delta_i = t^g_i - sum_{j != i} a^h_ij t^g_j``: the spot's expression token minus the expression
-        of the neighbours that look most like it in H&E. Large values mark spots that are structurally
+        ``delta_i = p_i - sum_{j != i} a^h_ij p_j``: the spot's expression (principal components of the
+        log-normalised counts) minus that of the neighbours that look most like it in H&E, weighted by the
+        attention of :meth:`get_latent_representation`. Large values mark spots that are structurally
         similar to their neighbours but functionally different. :func:`senca.tl.discordance` stores it
         in ``adata.obs["senca_discordance"]``.
 
@@ -666,4 +773,6 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
         >>> model.get_discordance().shape
         (300,)
         """
-        return self._collect(["discordance"], adata, indices, batch_size)["discordance"]
+        delta = self._attention_outputs(adata)["delta"]
+        d = np.linalg.norm(delta, axis=1).astype(np.float32)
+        return d if indices is None else d[np.asarray(indices)]

@@ -14,6 +14,8 @@ from torch import nn
 from senca.data._constants import REGISTRY_KEYS, neighbor_key
 from senca.nn import MLP, NeighborhoodCrossAttention, SharedEncoder
 
+from ._kernel_attention import attend, contrast, kernel_attention
+
 GENE, IMAGE = 0, 1
 
 
@@ -111,6 +113,12 @@ class SENCAModule(BaseModuleClass):
         pca_mean: np.ndarray | None = None,
         pca_components: np.ndarray | None = None,
         residual: bool = True,
+        image_axes: np.ndarray | None = None,
+        kernel_bandwidth: float = 1.0,
+        kernel_scale: float = 1.0,
+        image_block_scale: float = 1.0,
+        image_block_weight: float = 0.5,
+        passes: int = 2,
     ):
         super().__init__()
         if reconstruct not in ("neighborhood", "spot"):
@@ -145,6 +153,11 @@ class SENCAModule(BaseModuleClass):
             std = np.ones(self.n_image) if image_std is None else np.asarray(image_std)
             self.register_buffer("image_mean", torch.as_tensor(mean, dtype=torch.float32))
             self.register_buffer("image_std", torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-6))
+            axes = np.eye(self.n_image, min(self.n_image, 10)) if image_axes is None else np.asarray(image_axes)
+            self.register_buffer("image_axes", torch.as_tensor(axes, dtype=torch.float32))
+            self.register_buffer("kernel_bandwidth", torch.tensor(float(kernel_bandwidth)))
+            self.register_buffer("image_block_scale", torch.tensor(float(image_block_scale)))
+        self.kernel_scale, self.image_block_weight, self.passes = float(kernel_scale), float(image_block_weight), int(passes)
         self.fuse = nn.Linear(n_fused, self.n_latent)
         if self.residual:  # linear path from the neighbourhood-averaged inputs (a smoothed-PCA-like start)
             self.skip = nn.Linear(gene_in + self.n_image, self.n_latent)
@@ -218,6 +231,47 @@ class SENCAModule(BaseModuleClass):
             discordance=delta.norm(dim=-1),
         )
         return out
+
+    def expression_pcs(self, x: torch.Tensor) -> torch.Tensor:
+        """Project raw counts ``(n, G)`` on the stored principal axes of the log-normalised expression."""
+        if self.n_pcs == 0:
+            raise ValueError("This SENCA module has no stored principal axes (n_pcs=0).")
+        library = x.sum(-1, keepdim=True).clamp_min(1.0)
+        return torch.log1p(x * (1e4 / library)) @ self.pca_components - self.pca_mean @ self.pca_components
+
+    def image_tokens(self, h: torch.Tensor) -> torch.Tensor:
+        """Standardised histology features projected on their stored principal axes: the attention keys."""
+        return self.standardise_image(h) @ self.image_axes
+
+    @torch.inference_mode()
+    def attention_embedding(
+        self, expression: torch.Tensor, index: torch.Tensor, h: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The region embedding: H&E-keyed neighbourhood attention over the expression, on whole sections.
+
+        Parameters
+        ----------
+        expression
+            ``(n, E)`` expression values of *every* spot of the sections (e.g. :meth:`expression_pcs`).
+        index
+            ``(n, k)`` neighbour index into those rows, the spot itself in column 0.
+        h
+            ``(n, n_image)`` raw histology features, or ``None`` without an image.
+
+        Returns
+        -------
+        ``z`` ``(n, E [+ n_image_pcs])``: the expression (and, down-weighted, the histology tokens) mixed over
+        each neighbourhood with weights ``a_ij = softmax_j(-|k_i - k_j|^2 / (2 s^2 m))`` on the histology
+        tokens ``k`` (uniform without an image), ``passes`` times; ``attention`` ``(n, k - 1)``; ``delta``, the
+        functional contrast ``v_i - sum_j a_ij v_j`` of the expression values.
+        """
+        keys = self.image_tokens(h) if (self.n_image > 0 and h is not None) else None
+        a = kernel_attention(keys, index, float(self.kernel_bandwidth) if keys is not None else 1.0, self.kernel_scale)
+        z = attend(expression, index, a, self.passes)
+        if keys is not None and self.image_block_weight > 0:
+            zh = attend(keys, index, a, self.passes)
+            z = torch.cat([z, (self.image_block_weight * self.image_block_scale) * zh], dim=-1)
+        return {"z": z, "attention": a, "delta": contrast(expression, index, a)}
 
     @auto_move_data
     def generative(self, z: torch.Tensor, library: torch.Tensor) -> dict:
