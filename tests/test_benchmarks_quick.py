@@ -19,10 +19,13 @@ from benchmarks import regions as bregions  # noqa: E402
 def test_run_isolated_reports_failures():
     """A child that raises comes back as an error naming the problem, not as a crash of the driver."""
     bad = _common.run_isolated("benchmarks._common:n_regions_of", {"wrong": 1}, timeout=120)
-    assert "error" in bad and "wrong" in bad["error"]
+    assert "error" in bad
+    assert "wrong" in bad["error"]
     ok = _common.run_isolated("benchmarks._common:versions", {"packages": ["numpy"]}, timeout=120)
-    assert "error" not in ok and ok["numpy"] == np.__version__
-    assert ok["peak_rss_mb"] > 10 and ok["process_s"] >= ok["wall_s"]
+    assert "error" not in ok
+    assert ok["numpy"] == np.__version__
+    assert ok["peak_rss_mb"] > 10
+    assert ok["process_s"] >= ok["wall_s"]
 
 
 def test_protocol_helpers():
@@ -49,7 +52,8 @@ def test_regions_quick_on_a1_caches_and_reports(senca_data_dir, tmp_path):
     assert len(run["labels"]) == len(run["spots"]) == 346
     assert run["ari"] > 0.1  # spatial smoothing recovers the A1 regions far above chance (about 0.27-0.31)
     assert 100 < run["peak_rss_mb"] < 8000  # the child's own peak, measured in its own process
-    assert run["process_s"] >= run["wall_s"] > 0 and run["cpu_s"] > 0
+    assert run["process_s"] >= run["wall_s"] > 0
+    assert run["cpu_s"] > 0
     assert run["versions"]["numpy"] == np.__version__
     mtime = f.stat().st_mtime
     assert bregions.main(args) == 0  # cached: not rerun
@@ -65,16 +69,22 @@ def test_scaling_fit_and_features_in_process(tmp_path):
     pytest.importorskip("senca.model")
     path = tmp_path / "syn.h5ad"
     gen = scaling.generate(300, str(path))
-    assert gen["n_obs"] == 300 and path.exists()
+    assert gen["n_obs"] == 300
+    assert path.exists()
     fit = scaling.fit(str(path), max_epochs=1)
     assert fit["epochs"] == 1
     assert fit["batches_timed"] == fit["batches_per_epoch"] == 3  # ceil(0.9 * 300 / 128)
-    assert fit["epoch_s_median"] > 0 and fit["latent_s"] is not None and fit["latent_s"] >= 0
+    assert fit["epoch_s_median"] > 0
+    assert fit["latent_s"] is not None
+    assert fit["latent_s"] >= 0
     feat = scaling.features(200)
-    assert feat["n_obs"] == 200 and feat["spots_per_s"] > 0 and feat["n_features"] > 0
+    assert feat["n_obs"] == 200
+    assert feat["spots_per_s"] > 0
+    assert feat["n_features"] > 0
     assert scaling.exponent([1e3, 1e4, 1e5], [1.0, 10.0, 100.0]) == pytest.approx(1.0)
     out = {"quick": True, "n_genes": 200, "n_histology": 32, "features": {**feat, "peak_rss_mb": 500.0},
            "rows": [{"n_spots": 300, "generate": {**gen, "peak_rss_mb": 400.0}, "fit": {**fit, "peak_rss_mb": 600.0}}],
            "exponent_epoch": None}
     md = scaling.markdown(out)
-    assert "| 300 |" in md and "spots/s" in md
+    assert "| 300 |" in md
+    assert "spots/s" in md
