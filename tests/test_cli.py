@@ -295,7 +295,7 @@ def test_regions_command_writes_regions(section_with_features, tmp_path):
     assert result.exit_code == 0, result.output
     back = ad.read_h5ad(out)
     assert back.obs["senca_region"].nunique() == 3
-    assert back.obsm["X_senca"].shape == (back.n_obs, 32)
+    assert back.obsm["X_senca"].shape == (back.n_obs, 60)  # 50 expression PCs + 10 histology tokens
     assert "ARI" in result.stderr
     # same seed, same output
     out2 = tmp_path / "regions2.h5ad"

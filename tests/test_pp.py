@@ -102,3 +102,33 @@ def test_concat_sections_errors():
         senca.pp.concat_sections({"a": a, "b": b})
     with pytest.raises(ValueError, match="at least one"):
         senca.pp.concat_sections([])
+
+
+def test_select_genes_keeps_whole_library_and_leaves_input_alone():
+    adata = senca.datasets.synthetic(n_spots=200, n_genes=300, seed=0)
+    before = adata.layers["counts"].copy()
+    hvg = senca.pp.select_genes(adata, n_top_genes=100)
+    assert hvg.shape == (200, 100)
+    np.testing.assert_allclose(hvg.obs["library_size"], np.asarray(adata.layers["counts"].sum(1)).ravel())
+    assert (hvg.obs["library_size"] > np.asarray(hvg.layers["counts"].sum(1)).ravel()).all()
+    assert "library_size" not in adata.obs and (adata.layers["counts"] != before).nnz == 0
+    with pytest.raises(ValueError, match="overwrite"):
+        senca.pp.select_genes(hvg, n_top_genes=50)
+
+
+def test_senca_library_key_changes_normalisation():
+    import warnings
+
+    adata = senca.pp.select_genes(senca.datasets.synthetic(n_spots=150, n_genes=300, seed=0), n_top_genes=100)
+    zs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for key in (None, "library_size"):
+            senca.model.SENCA.setup_anndata(adata, layer="counts", image_key="X_histology", library_key=key)
+            model = senca.model.SENCA(adata, n_hidden=16, n_latent=4)
+            model.train(max_epochs=1, seed=0, enable_progress_bar=False)
+            zs.append(model.get_latent_representation())
+    assert not np.allclose(zs[0], zs[1])
+    adata.obs["bad"] = 0.0
+    with pytest.raises(ValueError, match="positive"):
+        senca.model.SENCA.setup_anndata(adata, layer="counts", library_key="bad")

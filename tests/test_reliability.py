@@ -258,7 +258,7 @@ def test_backed_anndata(tmp_path):
             warnings.simplefilter("ignore")
             model = SENCA(backed, **SMALL)
             model.train(seed=0, **{**FIT, "max_epochs": 1})
-        z = model.get_latent_representation()
+        z = model.get_latent_representation(representation="learned")
         assert z.shape == (60, SMALL["n_latent"])
         assert np.isfinite(z).all()
         backed.obsm["X_senca"] = z
@@ -369,7 +369,7 @@ def test_senca_query_with_unseen_sample_categories(trained):
     _, model = trained
     query = _tissue(60, seed=3)
     query.obs["section"] = pd.Categorical(["unseen"] * 60)
-    z = model.get_latent_representation(query)
+    z = model.get_latent_representation(query, representation="learned")
     assert z.shape == (60, SMALL["n_latent"])
     assert np.isfinite(z).all()
 
@@ -702,11 +702,17 @@ def test_same_seed_bit_identical_embeddings_and_regions():
         model = _senca(adata, seed=3, max_epochs=2)
         adata.obsm["X_senca"] = model.get_latent_representation()
         senca.tl.regions(adata, n_regions=4, seed=3)
-        runs.append((adata.obsm["X_senca"], adata.obs["senca_region"].to_numpy(), model.history["train_loss"]))
+        runs.append(
+            (
+                model.get_latent_representation(representation="learned"),
+                adata.obs["senca_region"].to_numpy(),
+                model.history["train_loss"],
+            )
+        )
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
     pd.testing.assert_frame_equal(runs[0][2], runs[1][2])
-    other = _senca(_tissue(120, seed=8), seed=4, max_epochs=2).get_latent_representation()
+    other = _senca(_tissue(120, seed=8), seed=4, max_epochs=2).get_latent_representation(representation="learned")
     assert not np.array_equal(other, runs[0][0]), "the seed has no effect"
 
 
@@ -714,10 +720,10 @@ def test_seed_does_not_depend_on_global_state():
     """Global numpy/torch draws between runs must not change a seeded result."""
     import torch
 
-    a = _senca(_tissue(80, seed=9), seed=1, max_epochs=1).get_latent_representation()
+    a = _senca(_tissue(80, seed=9), seed=1, max_epochs=1).get_latent_representation(representation="learned")
     np.random.rand(100)
     torch.rand(100)
-    b = _senca(_tissue(80, seed=9), seed=1, max_epochs=1).get_latent_representation()
+    b = _senca(_tissue(80, seed=9), seed=1, max_epochs=1).get_latent_representation(representation="learned")
     np.testing.assert_array_equal(a, b)
 
 
@@ -764,10 +770,12 @@ def test_interrupted_training_leaves_model_usable_and_data_unchanged(tmp_path):
         np.testing.assert_array_equal(adata.obsm[k], v)
     pd.testing.assert_frame_equal(adata.obs, obs_before)
     # usable: embeds, and trains again to completion
-    z = model.get_latent_representation()
+    z = model.get_latent_representation(representation="learned")
     assert z.shape == (adata.n_obs, SMALL["n_latent"])
     assert np.isfinite(z).all()
-    np.testing.assert_array_equal(model.get_latent_representation(), z)  # inference runs in eval mode
+    np.testing.assert_array_equal(
+        model.get_latent_representation(representation="learned"), z
+    )  # inference runs in eval mode
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.train(seed=0, **{**FIT, "max_epochs": 2})
@@ -779,11 +787,11 @@ def test_resume_training_from_saved_model(trained, tmp_path):
     adata, model = trained
     path = tmp_path / "m"
     model.save(str(path))
-    z0 = model.get_latent_representation()
+    z0 = model.get_latent_representation(representation="learned")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         loaded = SENCA.load(str(path), adata=adata, accelerator="cpu")
-    np.testing.assert_allclose(loaded.get_latent_representation(), z0, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loaded.get_latent_representation(representation="learned"), z0, rtol=1e-5, atol=1e-6)
     state = {k: v.clone() for k, v in loaded.module.state_dict().items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -791,7 +799,7 @@ def test_resume_training_from_saved_model(trained, tmp_path):
     changed = [k for k, v in loaded.module.state_dict().items() if v.dtype.is_floating_point and not v.equal(state[k])]
     assert changed, "training after load did not update any weight"
     # resumed from the saved weights, not re-initialised: the embedding stays close to the saved one
-    z1 = loaded.get_latent_representation()
+    z1 = loaded.get_latent_representation(representation="learned")
     assert np.isfinite(z1).all()
     corr = np.corrcoef(z0.ravel(), z1.ravel())[0, 1]
     assert corr > 0.5, corr

@@ -257,6 +257,7 @@ def _train_senca(
         spatial_key=spatial_key,
         sample_key=sample_key,
         n_neighbors=n_neighbors,
+        library_key="library_size" if "library_size" in adata.obs else None,
     )
     model = SENCA(adata, n_latent=n_latent)
     _say(f"training SENCA on {adata.n_obs} spots x {adata.n_vars} genes" + ("" if image_key else " (no histology)"))
@@ -267,16 +268,13 @@ def _train_senca(
 
 
 def _top_genes(adata: Any, n_top_genes: int, layer: str | None, sample_key: str | None) -> Any:
-    """A copy of ``adata`` restricted to its most variable genes (or ``adata`` itself when it has few genes)."""
-    if not n_top_genes or adata.n_vars <= n_top_genes:
+    """A copy of ``adata`` restricted to its most variable genes, with ``obs["library_size"]`` over all genes."""
+    if not n_top_genes:
         return adata
-    import scanpy as sc
+    from senca.pp import select_genes
 
-    with _step(f"selecting the {n_top_genes} most variable of {adata.n_vars} genes"):
-        hvg = sc.pp.highly_variable_genes(
-            adata, flavor="seurat_v3", n_top_genes=n_top_genes, layer=layer, batch_key=sample_key, inplace=False
-        )
-        return adata[:, hvg["highly_variable"].to_numpy()].copy()
+    with _step(f"selecting the {min(n_top_genes, adata.n_vars)} most variable of {adata.n_vars} genes"):
+        return select_genes(adata, n_top_genes=n_top_genes, layer=layer, sample_key=sample_key, overwrite=True)
 
 
 def _print_counts(series: Any, title: str) -> None:

@@ -10,6 +10,7 @@ class _RegistryKeys(NamedTuple):
     IMAGE_KEY: str = "image"  # per-spot histology feature vector (obsm)
     EXPRESSION_KEY: str = "expression"  # optional precomputed expression representation (obsm), e.g. PCA
     NEIGHBOR_KEY: str = "neighbors"  # (n_obs, k) neighbour index (obsm), the spot itself in column 0
+    LIBRARY_KEY: str = "library"  # optional per-spot total counts over all genes (obs)
     BATCH_KEY: str = "batch"  # same string as scvi.REGISTRY_KEYS.BATCH_KEY
     LABELS_KEY: str = "labels"  # same string as scvi.REGISTRY_KEYS.LABELS_KEY
     INDICES_KEY: str = "ind_x"  # same string as scvi.REGISTRY_KEYS.INDICES_KEY

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 import torch
 from anndata import AnnData
 from scvi.data import AnnDataManager
-from scvi.data.fields import LayerField, ObsmField
+from scvi.data.fields import LayerField, NumericalObsField, ObsmField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from senca._utils import set_seed
@@ -36,7 +36,7 @@ _NO_IMAGE_WARNING = (
 )
 
 
-def default_max_epochs(n_obs: int, batch_size: int = 128, train_size: float = 0.9, n_steps: int = 600) -> int:
+def default_max_epochs(n_obs: int, batch_size: int = 128, train_size: float = 0.9, n_steps: int = 300) -> int:
     """Default number of training epochs: about ``n_steps`` optimiser steps, between 10 and 300 epochs.
 
     Parameters
@@ -58,29 +58,39 @@ def default_max_epochs(n_obs: int, batch_size: int = 128, train_size: float = 0.
     --------
     >>> from senca.model._senca import default_max_epochs
     >>> default_max_epochs(346), default_max_epochs(700), default_max_epochs(4000), default_max_epochs(500_000)
-    (200, 120, 21, 10)
+    (100, 60, 10, 10)
     """
     steps_per_epoch = max(int(np.ceil(train_size * max(int(n_obs), 1) / batch_size)), 1)
     return int(np.clip(round(n_steps / steps_per_epoch), 10, 300))
 
 
-def _fit_pca(counts, n_pcs: int) -> tuple[np.ndarray, np.ndarray]:
+def _library(manager) -> np.ndarray | None:
+    """Registered per-spot total counts over all genes, or ``None`` (then the registered genes are summed)."""
+    if REGISTRY_KEYS.LIBRARY_KEY not in manager.data_registry:
+        return None
+    return np.asarray(manager.get_from_registry(REGISTRY_KEYS.LIBRARY_KEY), dtype=np.float64).ravel()
+
+
+def _fit_pca(counts, n_pcs: int, library: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Gene means and ``(n_genes, n_pcs)`` principal axes of log1p(1e4 * x / library); sparse stays sparse."""
     from sklearn.decomposition import PCA
 
     if sp.issparse(counts):
         x = sp.csr_matrix(counts, dtype=np.float64)
-        lib = np.asarray(x.sum(1)).ravel()
+        lib = np.asarray(x.sum(1)).ravel() if library is None else library
         x = sp.diags(1e4 / np.maximum(lib, 1.0)) @ x
         x.data = np.log1p(x.data)
     else:
         x = np.asarray(counts, dtype=np.float64)
-        x = np.log1p(1e4 * x / np.maximum(x.sum(1, keepdims=True), 1.0))
+        lib = x.sum(1) if library is None else library
+        x = np.log1p(1e4 * x / np.maximum(lib[:, None], 1.0))
     pca = PCA(n_components=n_pcs, svd_solver="arpack", random_state=0).fit(x)
     return np.asarray(pca.mean_).ravel(), pca.components_.T.copy()
 
 
-def _project_counts(counts, mean: torch.Tensor | np.ndarray, comps, chunk: int = 8192) -> torch.Tensor:
+def _project_counts(
+    counts, mean: torch.Tensor | np.ndarray, comps, library: np.ndarray | None = None, chunk: int = 8192
+) -> torch.Tensor:
     """PCA coordinates of log1p(1e4 * x / library) for every row, densifying ``chunk`` rows at a time."""
     mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32)
     comps = torch.as_tensor(np.asarray(comps), dtype=torch.float32)
@@ -90,7 +100,10 @@ def _project_counts(counts, mean: torch.Tensor | np.ndarray, comps, chunk: int =
         rows = counts[start : start + chunk]
         rows = rows.toarray() if sp.issparse(rows) else np.asarray(rows)
         x = torch.as_tensor(rows, dtype=torch.float32)
-        lib = x.sum(1, keepdim=True).clamp_min(1.0)
+        if library is None:
+            lib = x.sum(1, keepdim=True).clamp_min(1.0)
+        else:
+            lib = torch.as_tensor(library[start : start + chunk], dtype=torch.float32)[:, None].clamp_min(1.0)
         out.append(torch.log1p(x * (1e4 / lib)) @ comps - offset)
     return torch.cat(out)
 
@@ -112,7 +125,8 @@ def _kernel_statistics(manager, pca_mean, pca_components, image_mean, image_std,
     index = torch.as_tensor(np.asarray(manager.get_from_registry(REGISTRY_KEYS.NEIGHBOR_KEY)), dtype=torch.long)
     bandwidth = median_bandwidth(keys, index) if index.shape[1] > 1 else 1.0
     a = kernel_attention(keys, index, bandwidth)
-    zp = attend(_project_counts(manager.get_from_registry(REGISTRY_KEYS.X_KEY), pca_mean, pca_components), index, a)
+    counts = manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+    zp = attend(_project_counts(counts, pca_mean, pca_components, _library(manager)), index, a)
     zh = attend(keys, index, a)
     # the histology block gets `weight` times the spread of the expression block, whatever the feature scale
     scale = float(zp.var(0).sum().sqrt() / zh.var(0).sum().sqrt().clamp_min(1e-8))
@@ -262,7 +276,9 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
         n_pcs_used = max(n_pcs_used, 0)
         pca_mean = pca_components = None
         if n_pcs_used > 0 and self.adata_manager is not None:
-            pca_mean, pca_components = _fit_pca(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY), n_pcs_used)
+            pca_mean, pca_components = _fit_pca(
+                self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY), n_pcs_used, _library(self.adata_manager)
+            )
         image_kw = {}
         if n_image > 0 and pca_components is not None and self.adata_manager is not None:
             image_kw = _kernel_statistics(
@@ -312,13 +328,16 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
         n_neighbors: int = 6,
         expression_key: str | None = None,
         neighbors_key: str = DEFAULT_NEIGHBORS_OBSM_KEY,
+        library_key: str | None = None,
         **kwargs,
     ) -> None:
         """Register an AnnData with SENCA and compute its within-sample neighbour index.
 
         Gene selection is the user's job: SENCA models every gene of ``adata``. For a Visium/ST section
-        keep about 3,000 highly variable genes, e.g.
-        ``sc.pp.highly_variable_genes(adata, flavor="seurat_v3", n_top_genes=3000, layer="counts", subset=True)``.
+        keep about 3,000 highly variable genes with :func:`senca.pp.select_genes`, which also stores each
+        spot's total counts over *all* genes in ``obs["library_size"]``: pass ``library_key="library_size"``
+        so that expression is normalised by the whole library, not by the selected genes (on her2st this
+        is worth about 0.06 ARI).
 
         Parameters
         ----------
@@ -339,6 +358,9 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
             Optional ``adata.obsm`` key of a precomputed expression representation (e.g. a PCA of the
             log-normalised counts) used as the gene head input instead of log-normalised counts; the
             counts are still what the model reconstructs.
+        library_key
+            ``adata.obs`` column with each spot's total counts over all genes (e.g. ``"library_size"`` from
+            :func:`senca.pp.select_genes`); ``None`` sums the registered genes.
         neighbors_key
             ``adata.obsm`` key where the ``(n_obs, n_neighbors)`` int64 neighbour index (self in column 0)
             is (re)written; it is owned by SENCA and recomputed on every setup.
@@ -411,6 +433,16 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
             fields.append(ObsmField(REGISTRY_KEYS.IMAGE_KEY, image_key))
         if expression_key is not None:
             fields.append(ObsmField(REGISTRY_KEYS.EXPRESSION_KEY, expression_key))
+        if library_key is not None:
+            if library_key not in adata.obs:
+                raise KeyError(
+                    f"adata.obs[{library_key!r}] not found; compute it with senca.pp.select_genes (before subsetting "
+                    "genes) or pass library_key=None."
+                )
+            lib = np.asarray(adata.obs[library_key], dtype=np.float64)
+            if not np.isfinite(lib).all() or (lib <= 0).any():
+                raise ValueError(f"adata.obs[{library_key!r}] must hold positive, finite total counts per spot.")
+            fields.append(NumericalObsField(REGISTRY_KEYS.LIBRARY_KEY, library_key))
         manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         with _quiet_scvi():
             manager.register_fields(adata, **kwargs)
@@ -638,7 +670,10 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
         device = self.module.pca_components.device
         buffers = {k: v.cpu() for k, v in self.module.named_buffers()}
         expression = _project_counts(
-            manager.get_from_registry(REGISTRY_KEYS.X_KEY), buffers["pca_mean"], buffers["pca_components"]
+            manager.get_from_registry(REGISTRY_KEYS.X_KEY),
+            buffers["pca_mean"],
+            buffers["pca_components"],
+            _library(manager),
         )
         index = torch.as_tensor(np.asarray(manager.get_from_registry(REGISTRY_KEYS.NEIGHBOR_KEY)), dtype=torch.long)
         h = None

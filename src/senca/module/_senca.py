@@ -157,7 +157,11 @@ class SENCAModule(BaseModuleClass):
             self.register_buffer("image_axes", torch.as_tensor(axes, dtype=torch.float32))
             self.register_buffer("kernel_bandwidth", torch.tensor(float(kernel_bandwidth)))
             self.register_buffer("image_block_scale", torch.tensor(float(image_block_scale)))
-        self.kernel_scale, self.image_block_weight, self.passes = float(kernel_scale), float(image_block_weight), int(passes)
+        self.kernel_scale, self.image_block_weight, self.passes = (
+            float(kernel_scale),
+            float(image_block_weight),
+            int(passes),
+        )
         self.fuse = nn.Linear(n_fused, self.n_latent)
         if self.residual:  # linear path from the neighbourhood-averaged inputs (a smoothed-PCA-like start)
             self.skip = nn.Linear(gene_in + self.n_image, self.n_latent)
