@@ -45,7 +45,7 @@ from benchmarks._common import (
 )
 
 RUNS = RESULTS / "regions_runs"
-ALL_METHODS = ["senca_he", "senca", "smoothed_pca", "scanpy", "banksy", "spagcn", "graphst", "stagate"]
+ALL_METHODS = ["senca_he", "senca", "smoothed_pca", "smoothed_pca_tl", "scanpy", "banksy", "spagcn", "graphst", "stagate"]
 QUICK_METHODS = ["smoothed_pca", "scanpy", "senca"]
 PEERS = {"graphst", "spagcn", "banksy", "stagate"}
 IMAGE_METHODS = {"senca_he"}
@@ -54,6 +54,7 @@ LABELS = {
     "senca_he": "SENCA (expression + space + H&E stats)",
     "senca": "SENCA (expression + space)",
     "smoothed_pca": "spatially smoothed PCA + EEE GMM",
+    "smoothed_pca_tl": "spatially smoothed PCA + senca.tl.regions (k-means-initialised EEE GMM, refine)",
     "scanpy": "scanpy PCA + Leiden (expression only)",
     "banksy": "BANKSY (pybanksy, λ=0.8, Leiden)",
     "spagcn": "SpaGCN (spagcn-modern; H&E on A1)",
@@ -119,6 +120,23 @@ def m_smoothed_pca(adata, n_regions, seed):
     return eee_gmm(x, n_regions, seed), {"note": "15 PCs of 3,000 HVGs, smoothed twice over self + 6 nearest spots"}
 
 
+def m_smoothed_pca_tl(adata, n_regions, seed):
+    import scanpy as sc
+
+    import senca
+    from senca.pp import knn_index
+
+    a = _log_normalise_hvg(adata)
+    sc.pp.pca(a, n_comps=15, random_state=seed)
+    x = a.obsm["X_pca"]
+    nb = knn_index(a.obsm["spatial"], 7)
+    for _ in range(2):
+        x = x[nb].mean(1)
+    a.obsm["X_smoothed"] = x
+    senca.tl.regions(a, n_regions=n_regions, use_rep="X_smoothed", seed=seed)
+    return a.obs["senca_region"].to_numpy(), {"note": "as smoothed PCA, clustered with senca.tl.regions defaults"}
+
+
 def m_scanpy(adata, n_regions, seed):
     import scanpy as sc
 
@@ -130,18 +148,15 @@ def m_scanpy(adata, n_regions, seed):
 
 
 def _senca_common(adata, n_regions, seed, image: bool):
-    import scanpy as sc
-
     import senca
 
-    a = adata.copy()
-    # as setup_anndata's docstring recommends: about 3,000 highly variable genes from the raw counts
-    sc.pp.highly_variable_genes(a, flavor="seurat_v3", n_top_genes=3000, layer="counts", subset=True)
+    # as setup_anndata's docstring recommends: 3,000 highly variable genes, normalised by the whole library
+    a = senca.pp.select_genes(adata, n_top_genes=3000, layer="counts")
     if image:
         senca.im.extract_features(a, method="stats", progress=False)
-        senca.model.SENCA.setup_anndata(a, layer="counts", image_key="X_histology", spatial_key="spatial")
-    else:
-        senca.model.SENCA.setup_anndata(a, layer="counts", spatial_key="spatial")
+    senca.model.SENCA.setup_anndata(
+        a, layer="counts", image_key="X_histology" if image else None, spatial_key="spatial", library_key="library_size"
+    )
     model = senca.model.SENCA(a)
     model.train(seed=seed, enable_progress_bar=False)
     a.obsm["X_senca"] = model.get_latent_representation()
@@ -250,6 +265,7 @@ def m_banksy(adata, n_regions, seed):
 
 METHODS = {
     "senca_he": m_senca_he,
+    "smoothed_pca_tl": m_smoothed_pca_tl,
     "senca": m_senca,
     "smoothed_pca": m_smoothed_pca,
     "scanpy": m_scanpy,
