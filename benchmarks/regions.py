@@ -45,7 +45,9 @@ from benchmarks._common import (
 )
 
 RUNS = RESULTS / "regions_runs"
-ALL_METHODS = ["senca_he", "senca", "smoothed_pca", "smoothed_pca_tl", "scanpy", "banksy", "spagcn", "graphst", "stagate"]
+ALL_METHODS = [
+    "senca_he", "senca", "smoothed_pca", "smoothed_pca_tl", "scanpy", "banksy", "spagcn", "graphst", "stagate"
+]
 QUICK_METHODS = ["smoothed_pca", "scanpy", "senca"]
 PEERS = {"graphst", "spagcn", "banksy", "stagate"}
 IMAGE_METHODS = {"senca_he"}

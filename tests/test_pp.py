@@ -111,7 +111,8 @@ def test_select_genes_keeps_whole_library_and_leaves_input_alone():
     assert hvg.shape == (200, 100)
     np.testing.assert_allclose(hvg.obs["library_size"], np.asarray(adata.layers["counts"].sum(1)).ravel())
     assert (hvg.obs["library_size"] > np.asarray(hvg.layers["counts"].sum(1)).ravel()).all()
-    assert "library_size" not in adata.obs and (adata.layers["counts"] != before).nnz == 0
+    assert "library_size" not in adata.obs
+    assert (adata.layers["counts"] != before).nnz == 0
     with pytest.raises(ValueError, match="overwrite"):
         senca.pp.select_genes(hvg, n_top_genes=50)
 

@@ -53,10 +53,11 @@ adata.obs["pathologist"].value_counts()
 
 # %% [markdown]
 # SENCA models every gene it is given; for a Visium/ST section keep about 3,000 highly variable genes (selected on
-# the raw counts). The counts stay raw: the model normalises internally.
+# the raw counts). {func}`senca.pp.select_genes` does that and keeps each spot's total counts over *all* genes in
+# `obs["library_size"]`, so that the model normalises by the whole library. The counts stay raw.
 
 # %%
-sc.pp.highly_variable_genes(adata, flavor="seurat_v3", n_top_genes=3000, layer="counts", subset=True)
+adata = senca.pp.select_genes(adata, n_top_genes=3000)
 adata.shape
 
 # %% [markdown]
@@ -80,7 +81,9 @@ adata.obsm["X_histology"].shape
 # makes the run reproducible.
 
 # %%
-senca.model.SENCA.setup_anndata(adata, layer="counts", image_key="X_histology", spatial_key="spatial")
+senca.model.SENCA.setup_anndata(
+    adata, layer="counts", image_key="X_histology", spatial_key="spatial", library_key="library_size"
+)
 model = senca.model.SENCA(adata)
 model
 
