@@ -519,7 +519,10 @@ def test_her2st_unknown_section(tmp_path):
         senca.datasets.her2st("Z9", data_dir=tmp_path, download=False)
 
 
-def test_her2st_missing_files(tmp_path):
+def test_her2st_missing_files(tmp_path, monkeypatch):
+    # nowhere to find the files: no $SENCA_DATA_DIR, an empty cache, no download
+    monkeypatch.delenv("SENCA_DATA_DIR", raising=False)
+    monkeypatch.setenv("SENCA_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(FileNotFoundError):
         senca.datasets.her2st("A1", data_dir=tmp_path, download=False)
 
