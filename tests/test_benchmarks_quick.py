@@ -82,9 +82,14 @@ def test_scaling_fit_and_features_in_process(tmp_path):
     assert feat["spots_per_s"] > 0
     assert feat["n_features"] > 0
     assert scaling.exponent([1e3, 1e4, 1e5], [1.0, 10.0, 100.0]) == pytest.approx(1.0)
-    out = {"quick": True, "n_genes": 200, "n_histology": 32, "features": {**feat, "peak_rss_mb": 500.0},
-           "rows": [{"n_spots": 300, "generate": {**gen, "peak_rss_mb": 400.0}, "fit": {**fit, "peak_rss_mb": 600.0}}],
-           "exponent_epoch": None}
+    out = {
+        "quick": True,
+        "n_genes": 200,
+        "n_histology": 32,
+        "features": {**feat, "peak_rss_mb": 500.0},
+        "rows": [{"n_spots": 300, "generate": {**gen, "peak_rss_mb": 400.0}, "fit": {**fit, "peak_rss_mb": 600.0}}],
+        "exponent_epoch": None,
+    }
     md = scaling.markdown(out)
     assert "| 300 |" in md
     assert "spots/s" in md

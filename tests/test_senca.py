@@ -281,3 +281,18 @@ def test_spatialdata_table_is_registered_and_accepted():
     assert z.shape == (120, 60)
     with pytest.raises(KeyError, match="nope"):
         SENCA.setup_spatialdata(sdata, table_key="nope")
+
+
+def test_embedding_attention_rows_sum_to_one_and_follow_histology(trained_both):
+    adata, model = trained_both[0]
+    w = model.get_attention(direction="embedding")
+    k = adata.obsm["senca_knn"].shape[1]
+    assert w.shape == (adata.n_obs, k)
+    np.testing.assert_allclose(w.sum(1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(w[:, 0], 1.0 / k, rtol=1e-6)
+    # neighbours that look alike in H&E (same histology programme) get more weight than those that do not
+    prog = adata.obs["histology_program"].to_numpy()
+    nbr = adata.obsm["senca_knn"][:, 1:]
+    same = prog[nbr] == prog[:, None]
+    mixed = same.any(1) & (~same).any(1)
+    assert w[:, 1:][mixed][same[mixed]].mean() > 2 * w[:, 1:][mixed][~same[mixed]].mean()

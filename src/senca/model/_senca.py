@@ -738,7 +738,7 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
     def get_attention(
         self,
         adata=None,
-        direction: Literal["gene", "image", "contrast"] = "gene",
+        direction: Literal["gene", "image", "contrast", "embedding"] = "gene",
         indices: Sequence[int] | None = None,
         batch_size: int | None = None,
     ) -> np.ndarray:
@@ -752,7 +752,9 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
             ``"gene"``: the spot's gene token attending over its neighbours' histology tokens (over their
             gene tokens without an image); ``"image"``: the histology token attending over the neighbours'
             gene tokens (needs an image); ``"contrast"``: the histology-similarity weights ``a^h_ij`` that
-            define the functional contrast (column 0, the spot itself, is 0).
+            define the functional contrast (column 0, the spot itself, is 0); ``"embedding"``: the fixed
+            H&E-keyed weights of one mixing pass of the region embedding (column 0, the spot itself, is
+            ``1/k``; the neighbours share ``1 - 1/k``).
         indices, batch_size
             As in :meth:`get_latent_representation`.
 
@@ -771,9 +773,14 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
         >>> model.get_attention().shape
         (300, 6)
         """
+        if direction == "embedding":
+            a = self._attention_outputs(adata)["attention"]
+            k = a.shape[1] + 1
+            w = np.concatenate([np.full((a.shape[0], 1), 1.0 / k, dtype=np.float32), (1 - 1.0 / k) * a], axis=1)
+            return w if indices is None else w[np.asarray(indices)]
         key = {"gene": "attention", "image": "attention_image", "contrast": "contrast_attention"}.get(direction)
         if key is None:
-            raise ValueError(f"direction must be 'gene', 'image' or 'contrast', got {direction!r}.")
+            raise ValueError(f"direction must be 'gene', 'image', 'contrast' or 'embedding', got {direction!r}.")
         if key == "attention_image" and self.module.n_image == 0:
             raise ValueError("direction='image' needs histology features; this model was set up with image_key=None.")
         return self._collect([key], adata, indices, batch_size)[key]
