@@ -628,6 +628,14 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
             return super()._validate_anndata(adata, copy_if_view=copy_if_view)
 
     # ------------------------------------------------------------------ outputs
+    def _validated_table(self, adata=None):
+        """The AnnData (or SpatialData table) to read, set up from the registry; its genes must be the model's."""
+        table = _table_of(adata, type(self))
+        if table is not None and table is not self.adata:  # the model reads genes by position
+            x_state = self.registry_["field_registries"][REGISTRY_KEYS.X_KEY]["state_registry"]
+            check_same_genes(table.var_names, x_state["column_names"])
+        return self._validate_anndata(table)
+
     @torch.inference_mode()
     def _collect(
         self,
@@ -637,11 +645,7 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
         batch_size: int | None = None,
     ) -> dict[str, np.ndarray]:
         self._check_if_trained(warn=True)
-        table = _table_of(adata, type(self))
-        if table is not None and table is not self.adata:  # the model reads genes by position
-            x_state = self.registry_["field_registries"][REGISTRY_KEYS.X_KEY]["state_registry"]
-            check_same_genes(table.var_names, x_state["column_names"])
-        adata = self._validate_anndata(table)
+        adata = self._validated_table(adata)
         loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
         was_training = self.module.training
         self.module.eval()
@@ -661,11 +665,7 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
                 "The attention embedding needs the model's principal axes; this model was set up with an "
                 "expression_key. Use representation='learned'."
             )
-        table = _table_of(adata, type(self))
-        if table is not None and table is not self.adata:
-            x_state = self.registry_["field_registries"][REGISTRY_KEYS.X_KEY]["state_registry"]
-            check_same_genes(table.var_names, x_state["column_names"])
-        adata = self._validate_anndata(table)
+        adata = self._validated_table(adata)
         manager = self.get_anndata_manager(adata, required=True)
         device = self.module.pca_components.device
         buffers = {k: v.cpu() for k, v in self.module.named_buffers()}

@@ -236,13 +236,6 @@ class SENCAModule(BaseModuleClass):
         )
         return out
 
-    def expression_pcs(self, x: torch.Tensor) -> torch.Tensor:
-        """Project raw counts ``(n, G)`` on the stored principal axes of the log-normalised expression."""
-        if self.n_pcs == 0:
-            raise ValueError("This SENCA module has no stored principal axes (n_pcs=0).")
-        library = x.sum(-1, keepdim=True).clamp_min(1.0)
-        return torch.log1p(x * (1e4 / library)) @ self.pca_components - self.pca_mean @ self.pca_components
-
     def image_tokens(self, h: torch.Tensor) -> torch.Tensor:
         """Standardised histology features projected on their stored principal axes: the attention keys."""
         return self.standardise_image(h) @ self.image_axes
@@ -256,7 +249,8 @@ class SENCAModule(BaseModuleClass):
         Parameters
         ----------
         expression
-            ``(n, E)`` expression values of *every* spot of the sections (e.g. :meth:`expression_pcs`).
+            ``(n, E)`` expression values of *every* spot of the sections (principal components of the
+            log-normalised counts).
         index
             ``(n, k)`` neighbour index into those rows, the spot itself in column 0.
         h
