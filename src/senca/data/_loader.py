@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 import scipy.sparse as sp
 import torch
+from scvi import settings
 from scvi.data import AnnDataManager
 from scvi.data._utils import registry_key_to_default_dtype
 from scvi.dataloaders import AnnDataLoader, DataSplitter
@@ -169,3 +170,20 @@ class NeighborhoodDataSplitter(DataSplitter):
     """
 
     data_loader_cls = NeighborhoodDataLoader
+
+    def __init__(self, adata_manager: AnnDataManager, *args, **kwargs):
+        super().__init__(adata_manager, *args, **kwargs)
+        # The seed is read when the splitter is made, not when Lightning calls setup(): worker processes started by
+        # strategy="ddp_spawn" re-import scvi-tools with its default seed, and would otherwise split differently.
+        self.split_seed = settings.seed
+
+    def setup(self, stage: str | None = None):
+        """Split the rows into train/validation/test sets (shuffled with the seed current at construction)."""
+        if self.external_indexing is not None:
+            return super().setup(stage)
+        indices = np.arange(self.adata_manager.adata.n_obs)
+        if self.shuffle_set_split:
+            indices = np.random.RandomState(seed=self.split_seed).permutation(indices)
+        self.val_idx = indices[: self.n_val]
+        self.train_idx = indices[self.n_val : self.n_val + self.n_train]
+        self.test_idx = indices[self.n_val + self.n_train :]

@@ -27,6 +27,8 @@ from senca.data import (
 from senca.module import SENCAModule
 from senca.pp import knn_index
 
+from ._plan import TrainingPlan
+
 logger = logging.getLogger(__name__)
 
 _NO_IMAGE_WARNING = (
@@ -240,6 +242,7 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
     _module_cls = SENCAModule
     _data_splitter_cls = NeighborhoodDataSplitter
     _data_loader_cls = NeighborhoodDataLoader
+    _training_plan_cls = TrainingPlan
 
     def __init__(
         self,

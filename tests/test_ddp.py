@@ -1,0 +1,67 @@
+"""Lightning DDP on CPU: two gloo processes train SENCA, and the calling process gets the trained model back."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+
+import senca
+
+MODEL = {"n_hidden": 32, "n_latent": 8, "n_heads": 4}
+
+
+def _data():
+    adata = senca.datasets.synthetic(n_spots=400, n_genes=50, n_histology=12, seed=0)
+    senca.model.SENCA.setup_anndata(adata, layer="counts", image_key="X_histology")
+    return adata
+
+
+def _train(adata, strategy: str, callbacks=(), seed: int = 3):
+    model = senca.model.SENCA(adata, **MODEL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Lightning's few-batches / gloo notices, scvi's "early stopping disabled"
+        model.train(
+            max_epochs=2,
+            seed=seed,
+            strategy=strategy,
+            devices=2,
+            accelerator="cpu",
+            enable_progress_bar=False,
+            callbacks=list(callbacks),
+        )
+    return model
+
+
+def test_senca_trains_with_ddp_on_two_cpu_processes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # under DDP, scvi-tools writes the loss history to ./lightning_logs
+
+    class Snapshot(Callback):  # ddp_notebook forks, so this local class needs no pickling
+        def on_train_start(self, trainer, pl_module):
+            if trainer.global_rank == 0:
+                torch.save(pl_module.module.state_dict(), tmp_path / "start.pt")
+
+        def on_train_end(self, trainer, pl_module):
+            torch.save(pl_module.module.state_dict(), tmp_path / f"end{trainer.global_rank}.pt")
+
+    adata = _data()
+    forked = _train(adata, "ddp_notebook", callbacks=[Snapshot()])
+    start, end0, end1 = (torch.load(tmp_path / f) for f in ("start.pt", "end0.pt", "end1.pt"))
+    mine = forked.module.state_dict()
+    assert set(mine) == set(end0)
+    for key, value in mine.items():
+        torch.testing.assert_close(end0[key], end1[key], rtol=0, atol=0)  # DDP kept the two replicas equal
+        torch.testing.assert_close(value, end0[key], rtol=0, atol=0)  # the trained weights came back
+    assert any(not torch.equal(start[k], end0[k]) for k in start)  # and they were trained
+    losses = forked.history["train_loss"].to_numpy(dtype=float).ravel()
+    assert losses.shape == (2,) and np.isfinite(losses).all()
+
+    z = forked.get_latent_representation(representation="learned")
+    assert z.shape == (adata.n_obs, MODEL["n_latent"]) and np.isfinite(z).all()
+    assert np.isfinite(forked.get_latent_representation()).all()
+
+    # fresh worker processes (ddp_spawn) re-import scvi-tools, yet split and train exactly as the forked ones
+    spawned = _train(adata, "ddp_spawn")
+    np.testing.assert_array_equal(spawned.get_latent_representation(representation="learned"), z)
