@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import warnings
 
+import anndata
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import torch
 from sklearn.metrics import roc_auc_score
 
 import senca
+from senca.model._spacrd import pseudo_labels
 
 SMALL = {"n_hidden": 64, "n_embed": 32, "n_heads": 4, "n_latent": 8}
 FIT = {
@@ -203,3 +206,67 @@ def test_predict_errors(model, data):
     with pytest.raises(ValueError, match="overwrite=True"):
         model.predict(t)
     model.predict(t, overwrite=True)
+
+
+def _patient_specific_target(target):
+    """The target's cancer spots carry the shared cancer programme only weakly, plus a programme of their own."""
+    rng = np.random.default_rng(5)
+    y = target.obs["cancer"].to_numpy()
+    x = target.layers["counts"].toarray()
+    hard = x.copy()
+    hard[y] = rng.poisson(0.7 * x[~y].mean(0) + 0.3 * x[y])
+    own = rng.choice(x.shape[1], 15, replace=False)
+    hard[np.ix_(y, own)] = rng.poisson(x[np.ix_(y, own)] * 4 + 2)
+    t = target.copy()
+    t.layers["counts"] = sp.csr_matrix(hard.astype(np.float32))
+    t.X = t.layers["counts"].copy()
+    del t.obsm["X_histology"]
+    return t
+
+
+def test_self_training_adapts_to_a_patient_specific_target(model, data):
+    target = _patient_specific_target(data[1])
+    y = target.obs["cancer"].to_numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # scored expression-only
+        net = roc_auc_score(y, _scores(model, target, n_smooth=0, adapt_epochs=0)[0])
+        adapted = roc_auc_score(y, _scores(model, target, n_smooth=0)[0])
+        full = roc_auc_score(y, _scores(model, target)[0])
+    assert net < 0.75  # the source's cancer programme alone barely finds this target's cancer
+    assert adapted > net + 0.1
+    assert full > 0.8
+
+
+def test_predict_adapts_a_copy_and_pools_within_sections(model, data):
+    _, target = data
+    before = {k: v.clone() for k, v in model.module.state_dict().items()}
+    _scores(model, target)
+    after = model.module.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # two target sections on the *same* coordinates: pooling and pseudo-labels must not mix them
+    other = _patient_specific_target(target)
+    other.obsm["X_histology"] = target.obsm["X_histology"]
+    both = anndata.concat({"a": target, "b": other}, label="sec", index_unique="-")
+    t = both.copy()
+    t.obs = t.obs[["sec"]]
+    model.predict(t, sample_key="sec", adapt_epochs=0)
+    alone = _scores(model, target, adapt_epochs=0)[0]
+    np.testing.assert_allclose(t.obs["spacrd_score"].to_numpy()[: target.n_obs], alone, atol=1e-6)
+
+
+def test_pseudo_labels_per_section():
+    score = np.r_[np.arange(10.0), 100 + np.arange(10.0)]
+    groups = np.repeat(["a", "b"], 10)
+    p = pseudo_labels(score, groups, 0.2)
+    for g in ("a", "b"):
+        rows = groups == g
+        assert np.nansum(p[rows]) == 2  # the top 2 of each section, even though all of "b" is above all of "a"
+        assert (p[rows] == 0).sum() == 2
+    assert np.isnan(pseudo_labels(np.ones(10), np.zeros(10), 0.2)).all()  # a flat score gives no pseudo-label
+
+
+def test_predict_rejects_bad_adaptation_settings(model, data):
+    with pytest.raises(ValueError, match="adapt_fraction"):
+        model.predict(data[1].copy(), adapt_fraction=0.6)
+    with pytest.raises(ValueError, match="n_smooth"):
+        model.predict(data[1].copy(), n_smooth=-1)
