@@ -270,3 +270,28 @@ def test_predict_rejects_bad_adaptation_settings(model, data):
         model.predict(data[1].copy(), adapt_fraction=0.6)
     with pytest.raises(ValueError, match="n_smooth"):
         model.predict(data[1].copy(), n_smooth=-1)
+
+
+def test_spatialdata_source_and_target(model, data):
+    pytest.importorskip("spatialdata")
+    source, target = data
+    sdata = senca.io.to_spatialdata(source.copy())
+    table_key = next(iter(sdata.tables))
+    senca.model.SpaCRD.setup_spatialdata(
+        sdata, table_key=table_key, layer="counts", image_key="X_histology", labels_key="cancer", sample_key="sec"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        det = senca.model.SpaCRD(sdata, **SMALL)
+        det.train(seed=0, **FIT)
+    t = target.copy()
+    t.obs = t.obs.drop(columns=["cancer", "region"])
+    tdata = senca.io.to_spatialdata(t)
+    det.predict(tdata)
+    table = tdata.tables[next(iter(tdata.tables))]
+    # the same model from AnnData gives the same scores, and the results land in the SpatialData's table
+    np.testing.assert_allclose(table.obs["spacrd_score"].to_numpy(), _scores(model, target)[0], atol=1e-6)
+    with pytest.raises(KeyError, match="nope"):
+        senca.model.SpaCRD.setup_spatialdata(sdata, table_key="nope", labels_key="cancer")
+    with pytest.raises(TypeError, match="SpatialData"):
+        senca.model.SpaCRD.setup_spatialdata(source, labels_key="cancer")

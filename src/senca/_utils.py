@@ -71,3 +71,43 @@ def get_rep(adata, use_rep: str) -> np.ndarray:
     if not np.isfinite(x).all():
         raise ValueError(f"{use_rep!r} contains NaN or infinite values; remove or impute those spots first.")
     return x
+
+
+def table_of(data, cls=None, table_key: str | None = None):
+    """The AnnData to use: ``data`` itself, or a table of a SpatialData object.
+
+    Parameters
+    ----------
+    data
+        An AnnData, a SpatialData, or ``None`` (returned as is).
+    cls
+        A senca model class: a SpatialData's table registered with it (``setup_spatialdata``) is chosen.
+    table_key
+        Name of the table to use (overrides the search).
+
+    Returns
+    -------
+    The AnnData (a table of ``data`` is returned by reference, so results written into it land in ``data``).
+    """
+    from anndata import AnnData
+
+    if data is None or isinstance(data, AnnData):
+        return data
+    tables = getattr(data, "tables", None)
+    if tables is None:
+        raise TypeError(f"Expected an AnnData or a SpatialData object, got {type(data).__name__}.")
+    name = "the model" if cls is None else cls.__name__
+    if table_key is not None:
+        if table_key not in tables:
+            raise KeyError(f"sdata.tables[{table_key!r}] not found (tables: {list(tables)}); pass table_key=.")
+        return tables[table_key]
+    if cls is not None:
+        for table in tables.values():
+            if cls._get_most_recent_anndata_manager(table, required=False) is not None:
+                return table
+    if len(tables) == 1:
+        return next(iter(tables.values()))
+    raise ValueError(
+        f"Cannot tell which table of this SpatialData to use ({list(tables)}); call "
+        f"{name}.setup_spatialdata(sdata, table_key=...) first, or pass sdata.tables[table_key]."
+    )

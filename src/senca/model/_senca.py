@@ -16,7 +16,7 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField, NumericalObsField, ObsmField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
-from senca._utils import set_seed
+from senca._utils import set_seed, table_of
 from senca._validate import check_not_backed, check_same_genes
 from senca.data import (
     DEFAULT_NEIGHBORS_OBSM_KEY,
@@ -147,25 +147,6 @@ def _quiet_scvi():
         scvi_logger.setLevel(level)
 
 
-def _table_of(data, cls=None) -> AnnData:
-    """Return the AnnData to use: ``data`` itself, or the set-up table of a SpatialData object."""
-    if data is None or isinstance(data, AnnData):
-        return data
-    tables = getattr(data, "tables", None)
-    if tables is None:
-        raise TypeError(f"Expected an AnnData or a SpatialData object, got {type(data).__name__}.")
-    if cls is not None:
-        for table in tables.values():
-            if cls._get_most_recent_anndata_manager(table, required=False) is not None:
-                return table
-    if len(tables) == 1:
-        return next(iter(tables.values()))
-    raise ValueError(
-        f"Cannot tell which table of this SpatialData to use ({list(tables)}); call "
-        "SENCA.setup_spatialdata(sdata, table_key=...) first, or pass sdata.tables[table_key]."
-    )
-
-
 def _check_finite(x, what: str) -> None:
     data = x.data if sp.issparse(x) else np.asarray(x)
     if not np.issubdtype(data.dtype, np.number):
@@ -263,7 +244,7 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
         image_block_weight: float = 0.5,
         **module_kwargs,
     ):
-        adata = _table_of(adata, type(self))
+        adata = table_of(adata, type(self))
         super().__init__(adata, registry)
         stats = self.summary_stats
         n_image = int(stats.get(f"n_{REGISTRY_KEYS.IMAGE_KEY}", 0))
@@ -633,7 +614,7 @@ class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
     # ------------------------------------------------------------------ outputs
     def _validated_table(self, adata=None):
         """The AnnData (or SpatialData table) to read, set up from the registry; its genes must be the model's."""
-        table = _table_of(adata, type(self))
+        table = table_of(adata, type(self))
         if table is not None and table is not self.adata:  # the model reads genes by position
             x_state = self.registry_["field_registries"][REGISTRY_KEYS.X_KEY]["state_registry"]
             check_same_genes(table.var_names, x_state["column_names"])

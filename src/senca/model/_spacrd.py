@@ -18,7 +18,7 @@ from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField,
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.train import TrainingPlan
 
-from senca._utils import check_key_free, set_seed
+from senca._utils import check_key_free, set_seed, table_of
 from senca._validate import check_counts, check_features, check_not_backed
 from senca.data import REGISTRY_KEYS, NeighborhoodDataLoader, NeighborhoodDataSplitter
 from senca.metrics import gmm_threshold
@@ -317,6 +317,7 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
         gene_scaling: str = "zscore",
         **module_kwargs,
     ):
+        adata = table_of(adata, type(self))
         super().__init__(adata, registry)
         if gene_scaling not in ("zscore", "minmax"):
             raise ValueError(f"gene_scaling must be 'zscore' or 'minmax', got {gene_scaling!r}.")
@@ -475,6 +476,70 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
             field_logger.setLevel(level)
         cls.register_manager(manager)
 
+    @classmethod
+    def setup_spatialdata(
+        cls,
+        sdata,
+        table_key: str = "table",
+        layer: str | None = None,
+        image_key: str | None = None,
+        labels_key: str | None = None,
+        sample_key: str | None = None,
+        n_neighbors: int = 7,
+        spatial_key: str = "spatial",
+        positive_label=None,
+        **kwargs,
+    ) -> None:
+        """Register the labelled table ``sdata.tables[table_key]`` of a SpatialData object.
+
+        The table must hold the raw counts, the labels, the spot coordinates in ``obsm[spatial_key]`` and
+        (optionally) histology features in ``obsm[image_key]``, which :func:`senca.im.extract_features` writes
+        there when given the SpatialData.
+
+        Parameters
+        ----------
+        sdata
+            A :class:`spatialdata.SpatialData`.
+        table_key
+            Name of the table.
+        layer, image_key, labels_key, sample_key, n_neighbors, spatial_key, positive_label
+            As in :meth:`setup_anndata` (keys of the table).
+        **kwargs
+            Passed to :meth:`setup_anndata`.
+
+        Returns
+        -------
+        ``None``.
+
+        Examples
+        --------
+        >>> import senca
+        >>> src = senca.datasets.synthetic(n_spots=300, seed=0)
+        >>> sdata = senca.io.to_spatialdata(src)  # doctest: +SKIP
+        >>> senca.model.SpaCRD.setup_spatialdata(sdata, labels_key="region", positive_label="R1")  # doctest: +SKIP
+        >>> det = senca.model.SpaCRD(sdata)  # doctest: +SKIP
+        """
+        tables = getattr(sdata, "tables", None)
+        if tables is None:
+            raise TypeError(f"setup_spatialdata expects a SpatialData object, got {type(sdata).__name__}.")
+        table = table_of(sdata, table_key=table_key)
+        if spatial_key not in table.obsm:
+            raise KeyError(
+                f"sdata.tables[{table_key!r}].obsm[{spatial_key!r}] (spot coordinates) not found; store the spot "
+                "centres there (senca.io.from_spatialdata does) or pass spatial_key=."
+            )
+        cls.setup_anndata(
+            table,
+            layer=layer,
+            image_key=image_key,
+            labels_key=labels_key,
+            sample_key=sample_key,
+            n_neighbors=n_neighbors,
+            spatial_key=spatial_key,
+            positive_label=positive_label,
+            **kwargs,
+        )
+
     # ----------------------------------------------------------------------------------------- train
     def train(
         self,
@@ -621,6 +686,7 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
         adapt_lr: float = 1e-4,
         batch_size: int = 512,
         overwrite: bool = False,
+        table_key: str | None = None,
     ) -> None:
         """Score an unlabelled target: cancer likelihood per spot and a label-free binary call.
 
@@ -647,7 +713,8 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
         Parameters
         ----------
         adata
-            Target AnnData with raw counts and coordinates. Labels in ``obs``, if any, are never read.
+            Target AnnData with raw counts and coordinates, or a SpatialData whose table holds them (the results
+            are written into that table). Labels in ``obs``, if any, are never read.
         key_added
             Prefix of the written columns.
         sample_key
@@ -673,6 +740,8 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
             Spots per inference batch.
         overwrite
             Replace existing ``obs`` columns.
+        table_key
+            For a SpatialData target with several tables: the one to score.
 
         Returns
         -------
@@ -684,8 +753,9 @@ class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
         >>> det.predict(target, key_added="spacrd")  # doctest: +SKIP
         >>> target.obs[["spacrd_score", "spacrd_cancer"]].head()  # doctest: +SKIP
         """
-        if not isinstance(adata, AnnData):
-            raise TypeError(f"predict expects an AnnData, got {type(adata).__name__}.")
+        if not isinstance(adata, AnnData) and getattr(adata, "tables", None) is None:
+            raise TypeError(f"predict expects an AnnData or a SpatialData, got {type(adata).__name__}.")
+        adata = table_of(adata, table_key=table_key)
         if not self.is_trained_:
             raise RuntimeError("The SpaCRD model is not trained yet; call model.train() before predict().")
         if int(n_smooth) < 0 or int(adapt_epochs) < 0:
