@@ -108,3 +108,17 @@ def test_detection_scores_missing_labels_and_errors():
         detection_scores(["cancer", "normal"] * 5, np.linspace(0, 1, 10))
     with pytest.raises(ValueError, match="NaN"):
         detection_scores(np.r_[np.zeros(5), np.ones(5)], np.r_[np.linspace(0, 1, 9), np.nan])
+
+
+def test_gmm_threshold_is_not_captured_by_a_narrow_spike():
+    # most negatives pile up near 0 (confidently scored), a few spread out, positives sit high: a mixture with a
+    # variance per component crosses at the foot of the spike (about 0.03) and calls every spread negative
+    # positive; the shared variance puts the threshold between the groups
+    rng = np.random.default_rng(0)
+    neg = np.r_[np.abs(rng.normal(0.01, 0.005, 600)), rng.uniform(0.02, 0.4, 100)]
+    pos = np.clip(rng.normal(0.8, 0.15, 300), 0, 1)
+    s = np.r_[neg, pos]
+    y = np.r_[np.zeros(700, bool), np.ones(300, bool)]
+    t = gmm_threshold(s)
+    assert 0.3 < t < 0.6
+    assert skm.f1_score(y, s >= t) > 0.95

@@ -9,10 +9,11 @@ from sklearn.mixture import GaussianMixture
 def gmm_threshold(score, seed: int = 0) -> float:
     """Threshold between the two components of a 1-D Gaussian mixture fitted to ``score``.
 
-    The threshold is where the weighted densities of the low and the high component cross between
-    their means (the paper's rule for SpaCRD). It never looks at labels, so it cannot leak the
-    prevalence of the test set. Falls back to the midpoint of the means when the densities do not
-    cross between them.
+    The threshold is where the weighted densities of the low and the high component cross (the paper's rule for
+    SpaCRD). The two components share one variance (mclust's "E" model), so they cross exactly once, between the
+    means: with a variance each, a narrow component (e.g. a spike of confidently negative spots) crosses a broad
+    one close to its own mean and calls most of the broad component positive. It never looks at labels, so it
+    cannot leak the prevalence of the test set.
 
     Parameters
     ----------
@@ -41,18 +42,13 @@ def gmm_threshold(score, seed: int = 0) -> float:
         raise ValueError("Scores contain NaN or infinite values.")
     if np.ptp(s) == 0:
         return float(s[0])
-    gmm = GaussianMixture(n_components=2, random_state=seed, n_init=3).fit(s[:, None])
+    gmm = GaussianMixture(n_components=2, covariance_type="tied", random_state=seed, n_init=3).fit(s[:, None])
     means = gmm.means_.ravel()
-    sds = np.sqrt(gmm.covariances_.ravel())
+    var = float(np.ravel(gmm.covariances_)[0])
     w = gmm.weights_.ravel()
     lo, hi = np.argsort(means)
-    grid = np.linspace(means[lo], means[hi], 2001)
-
-    def dens(k):
-        return w[k] / sds[k] * np.exp(-0.5 * ((grid - means[k]) / sds[k]) ** 2)
-
-    diff = dens(lo) - dens(hi)
-    cross = np.flatnonzero(np.diff(np.sign(diff)) != 0)
-    if cross.size == 0:
-        return float((means[lo] + means[hi]) / 2)
-    return float(grid[cross[0] + 1])
+    if means[hi] - means[lo] <= 1e-12:
+        return float(means[lo])
+    # equal variances: w_lo N(t; m_lo, v) = w_hi N(t; m_hi, v) has the single solution below
+    t = (means[lo] + means[hi]) / 2 + var * np.log(w[lo] / w[hi]) / (means[hi] - means[lo])
+    return float(np.clip(t, s.min(), s.max()))
