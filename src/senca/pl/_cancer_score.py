@@ -159,6 +159,14 @@ def cancer_score(
     if truth is not None:
         drawn |= _contour(ax, coords[rows], truth[rows], "white", "dashed", f"reference ({truth_key})")
     if drawn:
-        ax.legend(loc="upper right", fontsize="small", framealpha=0.6)
+        # below the tissue, not over it
+        ax.legend(
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.02),
+            ncol=2,
+            fontsize="small",
+            facecolor="0.35",
+            labelcolor="white",
+        )
     ax.set_title(score_key)
     return finish(fig, save, show)
