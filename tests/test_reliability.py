@@ -684,7 +684,7 @@ def test_model_save_refuses_to_overwrite(trained, tmp_path):
     model.save(str(path))
     marker = path / "keep.txt"
     marker.write_text("x")
-    with pytest.raises(ValueError, match="already exists"):
+    with pytest.raises(ValueError, match="already exists; pass overwrite=True"):
         model.save(str(path))
     assert marker.exists()
     model.save(str(path), overwrite=True)
@@ -693,7 +693,7 @@ def test_model_save_refuses_to_overwrite(trained, tmp_path):
 def test_spacrd_save_refuses_to_overwrite(detector, tmp_path):
     _, det = detector
     det.save(str(tmp_path / "det"))
-    with pytest.raises(ValueError, match="already exists"):
+    with pytest.raises(ValueError, match="already exists; pass overwrite=True"):
         det.save(str(tmp_path / "det"))
 
 

@@ -24,6 +24,7 @@ from senca.data import (
     NeighborhoodDataLoader,
     NeighborhoodDataSplitter,
 )
+from senca.model._save import SaveMixin
 from senca.module import SENCAModule
 from senca.pp import knn_index
 
@@ -155,7 +156,7 @@ def _check_finite(x, what: str) -> None:
         raise ValueError(f"{what} contains NaN or infinite values; remove or impute those spots first.")
 
 
-class SENCA(UnsupervisedTrainingMixin, BaseModelClass):
+class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """SENCA: Shared Encoder with Neighbourhood Cross-Attention for unsupervised tissue regions.
 
     Each spot is embedded from its spatial neighbourhood: a gene head and an image head feed one

@@ -22,6 +22,7 @@ from senca._utils import check_key_free, set_seed, table_of
 from senca._validate import check_counts, check_features, check_not_backed
 from senca.data import REGISTRY_KEYS, NeighborhoodDataLoader, NeighborhoodDataSplitter
 from senca.metrics import gmm_threshold
+from senca.model._save import SaveMixin
 from senca.module._spacrd import GENE_NBR_KEY, IMAGE_NBR_KEY, MASK_NBR_KEY, SpaCRDModule
 from senca.pp import knn_index
 
@@ -250,7 +251,7 @@ class _EpochAwarePlan(TrainingPlan):
 # --------------------------------------------------------------------------------------------- model
 
 
-class SpaCRD(UnsupervisedTrainingMixin, BaseModelClass):
+class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """Cancer-region detection that transfers to new sections (SpaCRD, Xue et al., AAAI 2026).
 
     Trained on labelled source sections, applied to an unlabelled target. Gene features (normalised, log1p,
