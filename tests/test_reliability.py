@@ -730,6 +730,14 @@ def test_seed_does_not_depend_on_global_state():
     np.testing.assert_array_equal(a, b)
 
 
+def test_training_leaves_torch_global_flags_as_they_were():
+    import torch
+
+    before = torch.are_deterministic_algorithms_enabled()
+    _senca(_tissue(80, seed=9), seed=1, max_epochs=1)  # trains with deterministic=True
+    assert torch.are_deterministic_algorithms_enabled() == before
+
+
 def test_spacrd_same_seed_same_scores(detector):
     source, _ = detector
     scores = []

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -111,3 +112,32 @@ def table_of(data, cls=None, table_key: str | None = None):
         f"Cannot tell which table of this SpatialData to use ({list(tables)}); call "
         f"{name}.setup_spatialdata(sdata, table_key=...) first, or pass sdata.tables[table_key]."
     )
+
+
+@contextmanager
+def restore_torch_flags() -> Iterator[None]:
+    """Put torch's global determinism flags back as they were (Lightning's ``deterministic=True`` sets them).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from senca._utils import restore_torch_flags
+    >>> with restore_torch_flags():
+    ...     torch.use_deterministic_algorithms(True)
+    >>> torch.are_deterministic_algorithms_enabled()
+    False
+    """
+    import torch
+
+    state = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    cudnn = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(state[0], warn_only=state[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn
+        if cublas is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas

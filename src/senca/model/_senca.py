@@ -16,7 +16,7 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField, NumericalObsField, ObsmField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
-from senca._utils import set_seed, table_of
+from senca._utils import restore_torch_flags, set_seed, table_of
 from senca._validate import check_not_backed, check_same_genes
 from senca.data import (
     DEFAULT_NEIGHBORS_OBSM_KEY,
@@ -536,7 +536,8 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         early_stopping_patience
             Patience in epochs.
         deterministic
-            Ask Lightning/torch for deterministic algorithms (bit-identical CPU runs).
+            Ask Lightning/torch for deterministic algorithms (bit-identical CPU runs) while training; torch's global
+            flags are restored afterwards.
         enable_progress_bar
             Show a progress bar.
         plan_kwargs
@@ -578,7 +579,7 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         trainer_kwargs.setdefault("deterministic", deterministic)
         if deterministic:
             trainer_kwargs.setdefault("benchmark", False)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), restore_torch_flags():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")
             warnings.filterwarnings("ignore", message=".*litlogger.*")
