@@ -259,7 +259,7 @@ def markdown(out: dict) -> str:
         "minibatch (forward, backward, optimiser). *Default fit*: the measured training time of the default "
         "schedule, or (*est.*) default epochs × time per epoch. *Peak RSS*: the whole process (Python, torch, data, "
         "model). *Other load*: mean number of cores kept busy by other processes during the fit (the machine has 2 "
-        "and is shared; above 0 the times are slower than on a quiet machine).",
+        "and is shared; above 0 the times may be slower than on a quiet machine).",
         "",
         "| spots | simulate (s) | simulate peak RSS (GB) | trained | setup (s) | time / epoch (s) | step (ms) | "
         "default epochs | default fit (min) | latent (s) | fit peak RSS (GB) | other load (cores) |",
@@ -286,6 +286,12 @@ def markdown(out: dict) -> str:
             f"{per} | {1000 * f['batch_s_mean']:.0f} | {f['default_epochs']} | {default_fit} | {lat} | "
             f"{f['peak_rss_mb'] / 1024:.2f} | {_others(f.get('other_cores'))} |"
         )
+    loads = [r["fit"]["other_cores"] for r in out["rows"] if r.get("fit", {}).get("other_cores") is not None]
+    if loads and max(loads) >= 0.1:
+        lo, hi = f"{min(loads):.1f}", f"{max(loads):.1f}"
+        span = lo if lo == hi else f"{lo}–{hi}"
+        lines += ["", f"Other processes shared the machine during these fits: they kept {span} of its 2 cores busy "
+                  "on average (*other load*); SENCA ran on one thread."]
     b = out["exponent_epoch"]
     lines += ["", (f"Fitted exponent of time per epoch vs spots (least squares on log-log): **{b:.2f}** (1 = linear)."
                    if b is not None else "")]
