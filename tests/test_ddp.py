@@ -1,4 +1,4 @@
-"""Lightning DDP on CPU: two gloo processes train SENCA, and the calling process gets the trained model back."""
+"""Parallel training on CPU: Lightning DDP (two gloo processes) and data-loader worker processes."""
 
 from __future__ import annotations
 
@@ -56,12 +56,34 @@ def test_senca_trains_with_ddp_on_two_cpu_processes(tmp_path, monkeypatch):
         torch.testing.assert_close(value, end0[key], rtol=0, atol=0)  # the trained weights came back
     assert any(not torch.equal(start[k], end0[k]) for k in start)  # and they were trained
     losses = forked.history["train_loss"].to_numpy(dtype=float).ravel()
-    assert losses.shape == (2,) and np.isfinite(losses).all()
+    assert losses.shape == (2,)
+    assert np.isfinite(losses).all()
 
     z = forked.get_latent_representation(representation="learned")
-    assert z.shape == (adata.n_obs, MODEL["n_latent"]) and np.isfinite(z).all()
+    assert z.shape == (adata.n_obs, MODEL["n_latent"])
+    assert np.isfinite(z).all()
     assert np.isfinite(forked.get_latent_representation()).all()
 
     # fresh worker processes (ddp_spawn) re-import scvi-tools, yet split and train exactly as the forked ones
     spawned = _train(adata, "ddp_spawn")
     np.testing.assert_array_equal(spawned.get_latent_representation(representation="learned"), z)
+
+
+def test_loader_workers_give_the_same_model():
+    """num_workers moves the spots' own rows to a worker; the neighbour gather stays in the trainer: same model."""
+    adata = _data()
+    z = {}
+    for workers in (0, 1):
+        model = senca.model.SENCA(adata, **MODEL)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.train(
+                max_epochs=2,
+                seed=0,
+                accelerator="cpu",
+                enable_progress_bar=False,
+                datasplitter_kwargs={"num_workers": workers},
+            )
+        z[workers] = model.get_latent_representation(representation="learned")
+    assert np.isfinite(z[0]).all()
+    np.testing.assert_array_equal(z[1], z[0])
