@@ -231,19 +231,33 @@ def main(argv=None):
         summary[name]["spacrd_net_auc"] = _mean_over_folds(folds, "net_auc", "spacrd")
         summary[name]["logreg_adapt_auc"] = _mean_over_folds(folds, "adapt_auc", "logreg")
     out["summary"] = summary
+    out["command"] = (
+        f"python -m benchmarks.detection{' --quick' if args.quick else ''}"
+        f"{'' if args.quick or args.seeds == 5 else f' --seeds {args.seeds}'}"
+        f"{'' if args.n_top_genes is None else f' --n-top-genes {args.n_top_genes}'}"
+        f"{' --no-image' if args.no_image else ''}"
+    )
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.with_suffix(".json").write_text(json.dumps(out, indent=1, default=float))
+    text = markdown(out)
+    path.with_suffix(".md").write_text(text)
+    print(text)
+
+
+def markdown(out: dict) -> str:
+    """The report of one run (``out`` as written to the json file)."""
     lines = [
         "# SpaCRD cancer-region detection, her2st leave-one-patient-out (A1, B1, C1, D1)",
         "",
-        f"Command: `python -m benchmarks.detection{' --quick' if args.quick else ''}"
-        f"{'' if args.quick or args.seeds == 5 else f' --seeds {args.seeds}'}"
-        f"{'' if args.n_top_genes is None else f' --n-top-genes {args.n_top_genes}'}"
-        f"{' --no-image' if args.no_image else ''}`; seeds {seeds}; "
-        f"{out['machine']}, 1 torch thread; total wall {out['total_wall_s'] / 60:.1f} min.",
+        f"Command: `{out['command']}`; seeds {out['seeds']}; {out['machine']}, 1 torch thread; total wall "
+        f"{out['total_wall_s'] / 60:.1f} min.",
         "Cancer = invasive cancer or cancer in situ; undetermined = non-cancer. F1 at the label-free GMM threshold. "
-        "SpaCRD: mean ± std over seeds; LogReg: logistic regression on the same standardised genes (deterministic).",
+        "SpaCRD: `predict` with its defaults (label-free adaptation to the target: self-training on its most "
+        "confident spots, neighbourhood pooling of the logits), mean ± std over seeds. SpaCRD net: the same fits "
+        "scored by the trained network alone (`n_smooth=0, adapt_epochs=0`). LogReg: logistic regression on the same "
+        "standardised genes (deterministic); LogReg + adapt: the same followed by the same two label-free target "
+        "steps.",
         "",
         "## Expression-only folds",
         "",
@@ -258,7 +272,7 @@ def main(argv=None):
             "",
         ]
     lines += ["## Mean over folds (± std over seeds of the fold mean)", ""]
-    for name, s in summary.items():
+    for name, s in out["summary"].items():
         lines.append(
             f"- {name}: SpaCRD AUC {s['spacrd_auc'][0]:.3f} ± {s['spacrd_auc'][1]:.3f}, AP {s['spacrd_ap'][0]:.3f} "
             f"± {s['spacrd_ap'][1]:.3f}, F1 {s['spacrd_f1'][0]:.3f} ± {s['spacrd_f1'][1]:.3f} | LogReg AUC "
@@ -266,8 +280,7 @@ def main(argv=None):
             f"{s['spacrd_net_auc'][0]:.3f} ± {s['spacrd_net_auc'][1]:.3f} | LogReg + adapt AUC "
             f"{s['logreg_adapt_auc'][0]:.3f}"
         )
-    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
