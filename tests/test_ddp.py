@@ -87,3 +87,30 @@ def test_loader_workers_give_the_same_model():
         z[workers] = model.get_latent_representation(representation="learned")
     assert np.isfinite(z[0]).all()
     np.testing.assert_array_equal(z[1], z[0])
+
+
+def test_spacrd_trains_with_ddp_on_two_cpu_processes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    adata = senca.datasets.synthetic(n_spots=300, n_genes=50, n_histology=8, layout="stripes", seed=0)
+    adata.obs["cancer"] = (adata.obs["region"] == "R1").to_numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        senca.model.SpaCRD.setup_anndata(adata, layer="counts", image_key="X_histology", labels_key="cancer")
+        det = senca.model.SpaCRD(adata, n_hidden=32, n_embed=16, n_heads=2, n_latent=4)
+        # both stages (alignment, then detection) run under DDP; each leaves part of the network unused
+        det.train(
+            max_epochs=2,
+            align_epochs=1,
+            seed=0,
+            strategy="ddp_notebook",
+            devices=2,
+            accelerator="cpu",
+            enable_progress_bar=False,
+        )
+    t = adata.copy()
+    t.obs = t.obs[[]]
+    det.predict(t, adapt_epochs=2)
+    score = t.obs["spacrd_score"].to_numpy()
+    assert np.isfinite(score).all()
+    assert score.min() == 0.0
+    assert score.max() == 1.0

@@ -295,3 +295,23 @@ def test_spatialdata_source_and_target(model, data):
         senca.model.SpaCRD.setup_spatialdata(sdata, table_key="nope", labels_key="cancer")
     with pytest.raises(TypeError, match="SpatialData"):
         senca.model.SpaCRD.setup_spatialdata(source, labels_key="cancer")
+
+
+def test_same_seed_same_scores_with_two_threads(data):
+    """With several threads, reductions can change their order of summation unless deterministic algorithms are on."""
+    source, target = data
+    threads = torch.get_num_threads()
+    runs = []
+    try:
+        torch.set_num_threads(2)
+        for _ in range(2):
+            src = source.copy()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                senca.model.SpaCRD.setup_anndata(src, layer="counts", image_key="X_histology", labels_key="cancer")
+                det = senca.model.SpaCRD(src)  # default sizes: large enough for torch to split work over threads
+                det.train(seed=5, max_epochs=2, align_epochs=1, batch_size=64, enable_progress_bar=False)
+            runs.append(_scores(det, target)[0])
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(runs[0], runs[1])

@@ -16,12 +16,12 @@ from anndata import AnnData
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField, ObsmField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
-from scvi.train import TrainingPlan
 
-from senca._utils import check_key_free, set_seed, table_of
+from senca._utils import check_key_free, restore_torch_flags, set_seed, table_of
 from senca._validate import check_counts, check_features, check_not_backed
 from senca.data import REGISTRY_KEYS, NeighborhoodDataLoader, NeighborhoodDataSplitter
 from senca.metrics import gmm_threshold
+from senca.model._plan import TrainingPlan
 from senca.model._save import SaveMixin
 from senca.module._spacrd import GENE_NBR_KEY, IMAGE_NBR_KEY, MASK_NBR_KEY, SpaCRDModule
 from senca.pp import knn_index
@@ -578,7 +578,10 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         plan_kwargs
             Extra :class:`scvi.train.TrainingPlan` arguments.
         **trainer_kwargs
-            Passed to :class:`scvi.train.Trainer` (e.g. ``enable_progress_bar=False``).
+            Passed to :class:`scvi.train.Trainer` (e.g. ``enable_progress_bar=False``). Training asks for
+            deterministic algorithms (``deterministic=True``, torch's global flags are restored afterwards). Several
+            devices: ``strategy="ddp"`` (scripts) or ``"ddp_notebook"``/``"ddp_spawn"``, with ``devices=N``;
+            unused-parameter detection is switched on, since each stage leaves part of the network idle.
 
         Examples
         --------
@@ -599,8 +602,13 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
             "devices": devices,
             "datasplitter_kwargs": {"features": self._features},
             "plan_kwargs": plan,
-            **trainer_kwargs,
         }
+        strategy = trainer_kwargs.get("strategy")
+        if isinstance(strategy, str) and strategy.startswith("ddp") and "find_unused" not in strategy:
+            # staged training: the image encoder / attention / VAE sit idle in one stage or the other
+            trainer_kwargs["strategy"] = f"{strategy}_find_unused_parameters_true"
+        trainer_kwargs.setdefault("deterministic", True)
+        common.update(trainer_kwargs)
         self.train_seed_ = int(seed)
         set_seed(seed)
         scvi.settings.seed = int(seed)
@@ -608,13 +616,14 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         device = next(self.module.parameters()).device
         self.module = self._module_cls(**self._module_args).to(device)
         self.align_history_ = None
-        if self.module.n_image > 0 and align_epochs > 0:
-            self.module.stage = "align"
-            super().train(max_epochs=align_epochs, **common)
-            self.align_history_ = self.history_
-        self.module.stage = "detect"
-        self.module.n_warmup_epochs = warmup_epochs
-        super().train(max_epochs=max_epochs, **common)
+        with restore_torch_flags():
+            if self.module.n_image > 0 and align_epochs > 0:
+                self.module.stage = "align"
+                super().train(max_epochs=align_epochs, **common)
+                self.align_history_ = self.history_
+            self.module.stage = "detect"
+            self.module.n_warmup_epochs = warmup_epochs
+            super().train(max_epochs=max_epochs, **common)
         self.module.eval()
 
     # ----------------------------------------------------------------------------------------- predict
@@ -652,8 +661,9 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         tensors = {k: torch.from_numpy(v) for k, v in feats.items()}
         optimiser = torch.optim.Adam(module.parameters(), lr=lr)
         rng = np.random.default_rng(seed)
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), restore_torch_flags():
             torch.manual_seed(seed)
+            torch.use_deterministic_algorithms(True, warn_only=True)
             for _ in range(epochs):
                 rng.shuffle(rows)
                 for start in range(0, len(rows), 128):
