@@ -356,6 +356,14 @@ def test_detect_command_scores_the_target(tmp_path):
     assert back.obs["spacrd_cancer"].dtype == bool
     assert "AUC" in result.stderr  # the target carries labels: metrics are printed
     assert back.n_vars == 60  # the target keeps its genes
+    # --no-adapt scores with the trained network as is: the same model (same seed), other scores
+    plain = tmp_path / "plain.h5ad"
+    result = _run(
+        "detect", "--train", paths[0], paths[1], "--target", paths[2], "-o", plain, "--labels-key", "tissue",
+        "--positive", "tumour", "--max-epochs", "3", "--min-shared-genes", "50", "--accelerator", "cpu", "--no-adapt",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert not np.allclose(ad.read_h5ad(plain).obs["spacrd_score"].to_numpy(), score)
 
 
 def test_demo_smoke(senca_data_dir, tmp_path):
