@@ -141,3 +141,21 @@ def restore_torch_flags() -> Iterator[None]:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
         else:
             os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas
+
+
+def spatialdata_table(sdata, table_key: str, spatial_key: str):
+    """The table ``sdata.tables[table_key]`` for ``setup_spatialdata``, checked to hold the spot coordinates.
+
+    Examples
+    --------
+    >>> spatialdata_table(sdata, "table", "spatial")  # doctest: +SKIP
+    """
+    if getattr(sdata, "tables", None) is None:
+        raise TypeError(f"setup_spatialdata expects a SpatialData object, got {type(sdata).__name__}.")
+    table = table_of(sdata, table_key=table_key)
+    if spatial_key not in table.obsm:
+        raise KeyError(
+            f"sdata.tables[{table_key!r}].obsm[{spatial_key!r}] (spot coordinates) not found; store the spot "
+            "centres there (senca.io.from_spatialdata does) or pass spatial_key=."
+        )
+    return table

@@ -16,7 +16,7 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField, NumericalObsField, ObsmField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
-from senca._utils import restore_torch_flags, set_seed, table_of
+from senca._utils import restore_torch_flags, set_seed, spatialdata_table, table_of
 from senca._validate import check_not_backed, check_same_genes
 from senca.data import (
     DEFAULT_NEIGHBORS_OBSM_KEY,
@@ -473,17 +473,7 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         >>> senca.model.SENCA.setup_spatialdata(sdata, image_key="X_histology")  # doctest: +SKIP
         >>> model = senca.model.SENCA(sdata)  # doctest: +SKIP
         """
-        tables = getattr(sdata, "tables", None)
-        if tables is None:
-            raise TypeError(f"setup_spatialdata expects a SpatialData object, got {type(sdata).__name__}.")
-        if table_key not in tables:
-            raise KeyError(f"sdata.tables[{table_key!r}] not found (tables: {list(tables)}); pass table_key=.")
-        table = tables[table_key]
-        if spatial_key not in table.obsm:
-            raise KeyError(
-                f"sdata.tables[{table_key!r}].obsm[{spatial_key!r}] (spot coordinates) not found; store the spot "
-                "centres there (senca.io.from_spatialdata does) or pass spatial_key=."
-            )
+        table = spatialdata_table(sdata, table_key, spatial_key)
         cls.setup_anndata(
             table,
             layer=layer,

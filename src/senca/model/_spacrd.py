@@ -17,7 +17,7 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField, ObsmField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
-from senca._utils import check_key_free, restore_torch_flags, set_seed, table_of
+from senca._utils import check_key_free, restore_torch_flags, set_seed, spatialdata_table, table_of
 from senca._validate import check_counts, check_features, check_not_backed
 from senca.data import REGISTRY_KEYS, NeighborhoodDataLoader, NeighborhoodDataSplitter
 from senca.metrics import gmm_threshold
@@ -520,15 +520,7 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         >>> senca.model.SpaCRD.setup_spatialdata(sdata, labels_key="region", positive_label="R1")  # doctest: +SKIP
         >>> det = senca.model.SpaCRD(sdata)  # doctest: +SKIP
         """
-        tables = getattr(sdata, "tables", None)
-        if tables is None:
-            raise TypeError(f"setup_spatialdata expects a SpatialData object, got {type(sdata).__name__}.")
-        table = table_of(sdata, table_key=table_key)
-        if spatial_key not in table.obsm:
-            raise KeyError(
-                f"sdata.tables[{table_key!r}].obsm[{spatial_key!r}] (spot coordinates) not found; store the spot "
-                "centres there (senca.io.from_spatialdata does) or pass spatial_key=."
-            )
+        table = spatialdata_table(sdata, table_key, spatial_key)
         cls.setup_anndata(
             table,
             layer=layer,
