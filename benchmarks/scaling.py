@@ -227,7 +227,8 @@ def main(argv=None) -> int:
     ok = [r for r in rows if "fit" in r and "error" not in r["fit"]]
     b_epoch = exponent([r["n_spots"] for r in ok], [epoch_time(r["fit"]) for r in ok])
     out = {"date": now(), "machine": machine(), "versions": versions(), "rows": rows, "features": feat,
-           "exponent_epoch": b_epoch, "n_genes": N_GENES, "n_histology": N_HIST, "quick": args.quick}
+           "exponent_epoch": b_epoch, "n_genes": N_GENES, "n_histology": N_HIST, "quick": args.quick,
+           "command": " ".join(["python -m benchmarks.scaling", *(sys.argv[1:] if argv is None else argv)])}
     dump_json(out, results / f"{name}.json")
     (results / f"{name}.partial.json").unlink(missing_ok=True)
     (results / f"{name}.md").write_text(markdown(out))
@@ -244,7 +245,7 @@ def _others(x) -> str:
 
 
 def markdown(out: dict) -> str:
-    cmd = "python -m benchmarks.scaling --quick" if out["quick"] else "python -m benchmarks.scaling"
+    cmd = out.get("command") or f"python -m benchmarks.scaling{' --quick' if out['quick'] else ''}"
     lines = [
         "## Scaling with the number of spots",
         "",
