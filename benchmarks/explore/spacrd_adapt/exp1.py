@@ -1,4 +1,3 @@
-# ruff: noqa: E402, C408, B007
 # Scratch experiment (see README.md); run from this folder: python exp1.py
 
 import numpy as np

@@ -1,4 +1,4 @@
-# ruff: noqa: E402, C408, B007
+# ruff: noqa: E402
 # Scratch experiment (see README.md); run from this folder: python exp3.py
 import warnings
 
