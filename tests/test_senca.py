@@ -104,6 +104,29 @@ def test_discordance_is_a_finite_non_negative_score(trained_both):
     np.testing.assert_allclose(adata.obs["senca_discordance"].to_numpy(), d, rtol=1e-6)
 
 
+def _border(adata, pair) -> tuple[np.ndarray, np.ndarray]:
+    """Spots of ``pair`` next to the other region of the pair, and spots of ``pair`` with no other region near."""
+    region = adata.obs["region"].astype(str).to_numpy()
+    nbr = adata.obsm["senca_knn"][:, 1:]
+    mine = np.isin(region, pair)
+    other = np.where(region == pair[0], pair[1], pair[0])
+    border = mine & (region[nbr] == other[:, None]).any(1)
+    inside = mine & (region[nbr] == region[:, None]).all(1)
+    return border, inside
+
+
+def test_discordance_marks_borders_hidden_from_the_h_and_e(trained_both):
+    # R1/R2 look alike in H&E but express differently: their border is discordant; R3/R4 are the reverse
+    for adata, model in trained_both:
+        d = model.get_discordance()
+        border, inside = _border(adata, ("R1", "R2"))
+        assert border.sum() >= 10
+        assert d[border].mean() > 1.8 * d[inside].mean()
+        border, inside = _border(adata, ("R3", "R4"))
+        if border.sum() >= 10:
+            assert d[border].mean() < 1.3 * d[inside].mean()
+
+
 def test_attention_shapes_and_rows_sum_to_one(trained_both):
     adata, model = trained_both[0]
     for direction in ("gene", "image", "contrast"):

@@ -768,8 +768,10 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
 
         ``delta_i = p_i - sum_{j != i} a^h_ij p_j``: the spot's expression (principal components of the
         log-normalised counts) minus that of the neighbours that look most like it in H&E, weighted by the
-        attention of :meth:`get_latent_representation`. Large values mark spots that are structurally
-        similar to their neighbours but functionally different. :func:`senca.tl.discordance` stores it
+        attention of :meth:`get_latent_representation`. Each component counts by its spatial autocorrelation
+        (its correlation with its own neighbourhood mean, floored at 0), so components that are measurement noise
+        do not drown the signal. Large values mark spots that are structurally similar to their neighbours but
+        functionally different. :func:`senca.tl.discordance` stores it
         in ``adata.obs["senca_discordance"]``.
 
         Parameters

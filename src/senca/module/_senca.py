@@ -14,7 +14,7 @@ from torch import nn
 from senca.data._constants import REGISTRY_KEYS, neighbor_key
 from senca.nn import MLP, NeighborhoodCrossAttention, SharedEncoder
 
-from ._kernel_attention import attend, contrast, kernel_attention
+from ._kernel_attention import attend, contrast, kernel_attention, spatial_signal_weights
 
 GENE, IMAGE = 0, 1
 
@@ -261,7 +261,8 @@ class SENCAModule(BaseModuleClass):
         ``z`` ``(n, E [+ n_image_pcs])``: the expression (and, down-weighted, the histology tokens) mixed over
         each neighbourhood with weights ``a_ij = softmax_j(-|k_i - k_j|^2 / (2 s^2 m))`` on the histology
         tokens ``k`` (uniform without an image), ``passes`` times; ``attention`` ``(n, k - 1)``; ``delta``, the
-        functional contrast ``v_i - sum_j a_ij v_j`` of the expression values.
+        functional contrast ``v_i - sum_j a_ij v_j`` of the expression values, each component weighted by its
+        spatial autocorrelation (:func:`~senca.module._kernel_attention.spatial_signal_weights`).
         """
         keys = self.image_tokens(h) if (self.n_image > 0 and h is not None) else None
         a = kernel_attention(keys, index, float(self.kernel_bandwidth) if keys is not None else 1.0, self.kernel_scale)
@@ -269,7 +270,9 @@ class SENCAModule(BaseModuleClass):
         if keys is not None and self.image_block_weight > 0:
             zh = attend(keys, index, a, self.passes)
             z = torch.cat([z, (self.image_block_weight * self.image_block_scale) * zh], dim=-1)
-        return {"z": z, "attention": a, "delta": contrast(expression, index, a)}
+        # the contrast counts each component by how spatially structured it is: noise components would drown it
+        delta = contrast(expression, index, a) * spatial_signal_weights(expression, index)
+        return {"z": z, "attention": a, "delta": delta}
 
     @auto_move_data
     def generative(self, z: torch.Tensor, library: torch.Tensor) -> dict:
