@@ -115,6 +115,20 @@ def table_of(data, cls=None, table_key: str | None = None):
 
 
 @contextmanager
+def quiet_scvi() -> Iterator[None]:
+    """Silence scvi-tools' INFO chatter (e.g. "Generating sequential column names") inside the block."""
+    import logging
+
+    scvi_logger = logging.getLogger("scvi")
+    level = scvi_logger.level
+    scvi_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        scvi_logger.setLevel(level)
+
+
+@contextmanager
 def restore_torch_flags() -> Iterator[None]:
     """Put torch's global determinism flags back as they were (Lightning's ``deterministic=True`` sets them).
 

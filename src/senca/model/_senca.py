@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
-from contextlib import contextmanager
 from typing import Literal
 
 import numpy as np
@@ -16,7 +15,7 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField, NumericalObsField, ObsmField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
-from senca._utils import restore_torch_flags, set_seed, spatialdata_table, table_of
+from senca._utils import quiet_scvi, restore_torch_flags, set_seed, spatialdata_table, table_of
 from senca._validate import check_not_backed, check_same_genes
 from senca.data import (
     DEFAULT_NEIGHBORS_OBSM_KEY,
@@ -134,18 +133,6 @@ def _kernel_statistics(manager, pca_mean, pca_components, image_mean, image_std,
     # the histology block gets `weight` times the spread of the expression block, whatever the feature scale
     scale = float(zp.var(0).sum().sqrt() / zh.var(0).sum().sqrt().clamp_min(1e-8))
     return {"image_axes": axes, "kernel_bandwidth": bandwidth, "image_block_scale": scale}
-
-
-@contextmanager
-def _quiet_scvi():
-    """Silence scvi-tools' INFO chatter (e.g. "Generating sequential column names") during setup."""
-    scvi_logger = logging.getLogger("scvi")
-    level = scvi_logger.level
-    scvi_logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        scvi_logger.setLevel(level)
 
 
 def _check_finite(x, what: str) -> None:
@@ -429,7 +416,7 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
                 raise ValueError(f"adata.obs[{library_key!r}] must hold positive, finite total counts per spot.")
             fields.append(NumericalObsField(REGISTRY_KEYS.LIBRARY_KEY, library_key))
         manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
-        with _quiet_scvi():
+        with quiet_scvi():
             manager.register_fields(adata, **kwargs)
         cls.register_manager(manager)
 
@@ -600,7 +587,7 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
             if manager is None or manager.adata is not adata:
                 cls.setup_anndata(adata, source_registry=self.registry_, **self.registry_[_SETUP_ARGS_KEY])
                 self._register_manager_for_instance(cls._get_most_recent_anndata_manager(adata, required=True))
-        with _quiet_scvi():
+        with quiet_scvi():
             return super()._validate_anndata(adata, copy_if_view=copy_if_view)
 
     # ------------------------------------------------------------------ outputs

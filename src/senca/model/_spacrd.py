@@ -17,7 +17,7 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField, ObsmField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
-from senca._utils import check_key_free, restore_torch_flags, set_seed, spatialdata_table, table_of
+from senca._utils import check_key_free, quiet_scvi, restore_torch_flags, set_seed, spatialdata_table, table_of
 from senca._validate import check_counts, check_features, check_not_backed
 from senca.data import REGISTRY_KEYS, NeighborhoodDataLoader, NeighborhoodDataSplitter
 from senca.metrics import gmm_threshold
@@ -203,6 +203,22 @@ def _binary_labels(values: pd.Series, positive_label) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- loader / plan
+
+
+def _neighbourhood_batch(tensors: dict[str, torch.Tensor], nbr: np.ndarray, module: SpaCRDModule) -> tuple:
+    """The ``(x, h, hmask, nbr)`` arguments of ``SpaCRDModule.inference`` for the neighbourhoods ``nbr``.
+
+    Gathered on the module's device; ``h`` and ``hmask`` are ``None`` without histology.
+    """
+    device = next(module.parameters()).device
+    idx = torch.from_numpy(nbr)
+    h, m = tensors.get("h"), tensors.get("m")
+    return (
+        tensors["x"][idx].to(device),
+        h[idx].to(device) if h is not None else None,
+        m[idx].to(device) if m is not None else None,
+        idx.to(device),
+    )
 
 
 class _FeatureBank:
@@ -468,13 +484,8 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         if image_key is not None:
             fields.append(ObsmField(REGISTRY_KEYS.IMAGE_KEY, image_key))
         manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
-        field_logger = logging.getLogger("scvi.data.fields._arraylike_field")  # "Generating sequential column names"
-        level = field_logger.level
-        field_logger.setLevel(logging.WARNING)
-        try:
+        with quiet_scvi():
             manager.register_fields(adata, **kwargs)
-        finally:
-            field_logger.setLevel(level)
         cls.register_manager(manager)
 
     @classmethod
@@ -623,17 +634,11 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
     @torch.inference_mode()
     def _logits(module, feats: dict[str, np.ndarray], nbr: np.ndarray, batch_size: int) -> np.ndarray:
         module.eval()
-        device = next(module.parameters()).device
-        x_all = torch.from_numpy(feats["x"])
-        h_all = torch.from_numpy(feats["h"]) if "h" in feats else None
-        m_all = torch.from_numpy(feats["m"]) if "m" in feats else None
+        tensors = {k: torch.from_numpy(v) for k, v in feats.items()}
         out = []
         for start in range(0, len(nbr), batch_size):
-            idx = torch.from_numpy(nbr[start : start + batch_size])
-            x = x_all[idx].to(device)
-            h = h_all[idx].to(device) if h_all is not None else None
-            m = m_all[idx].to(device) if m_all is not None else None
-            out.append(module.predict_logit(x, h, m, idx.to(device)).float().cpu().numpy())
+            batch = _neighbourhood_batch(tensors, nbr[start : start + batch_size], module)
+            out.append(module.predict_logit(*batch).float().cpu().numpy())
         return np.concatenate(out).astype(np.float64)
 
     def _adapted_module(
@@ -660,13 +665,7 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
                 rng.shuffle(rows)
                 for start in range(0, len(rows), 128):
                     centre = rows[start : start + 128]
-                    idx = torch.from_numpy(nbr[centre])
-                    out = module.inference(
-                        tensors["x"][idx].to(device),
-                        tensors["h"][idx].to(device) if "h" in tensors else None,
-                        tensors["m"][idx].to(device) if "m" in tensors else None,
-                        idx.to(device),
-                    )
+                    out = module.inference(*_neighbourhood_batch(tensors, nbr[centre], module))
                     loss = F.binary_cross_entropy_with_logits(out["logit"], target[centre].to(device))
                     optimiser.zero_grad()
                     loss.backward()

@@ -232,7 +232,6 @@ class SENCAModule(BaseModuleClass):
             attention=a_gh,
             contrast_attention=a_c,
             delta=delta,
-            discordance=delta.norm(dim=-1),
         )
         return out
 
