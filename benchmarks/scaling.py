@@ -17,7 +17,9 @@ The fitted exponent ``b`` of ``time per epoch ~ n_spots^b`` (least squares on lo
 
 Usage::
 
-    python -m benchmarks.scaling            # 1k, 10k, 100k, 500k (about 25 min on one core)
+    python -m benchmarks.scaling            # 1k, 10k, 100k, 500k; one whole epoch above 10k (about 10 min)
+    python -m benchmarks.scaling --default-fit-max 500000 --timeout 3600   # whole default schedule at every
+                                            # size, as in the committed table (about 40 min on one core)
     python -m benchmarks.scaling --quick    # 300 and 1,000 spots, 1 epoch (CI smoke test)
 """
 
