@@ -255,3 +255,57 @@ def test_shared_covariance_mixture_separates_elongated_regions():
     assert region_scores(labels, adata.obs["km"])["ari"] < 0.2
     conf = adata.obs["gmm_confidence"].to_numpy()
     assert np.median(conf) > 0.95
+
+
+# ----------------------------------------------------------------------------------------- assign_regions
+def _halves():
+    """One synthetic tissue cut in two along x: the left half is the reference, the right half a 'new section'."""
+    adata = senca.datasets.synthetic(n_spots=900, n_regions=4, layout="stripes", fold_change=1.5, seed=2)
+    _embed(adata)
+    left = (adata.obsm["spatial"][:, 1] < np.median(adata.obsm["spatial"][:, 1])).astype(bool)
+    return adata[left].copy(), adata[~left].copy()
+
+
+@pytest.mark.parametrize("method", ["gmm", "kmeans", "leiden"])
+def test_assign_regions_reproduces_the_reference_and_labels_new_spots_alike(method):
+    ref, new = _halves()
+    senca.tl.regions(ref, n_regions=4, use_rep="X_smooth", method=method, n_pcs=10)
+    again = ref.copy()
+    senca.tl.assign_regions(again, ref, key_added="again")
+    agree = (again.obs["again"].astype(str) == ref.obs["senca_region"].astype(str)).mean()
+    assert agree > (0.95 if method == "leiden" else 0.99)  # Leiden regions are not nearest-centre regions
+    senca.tl.assign_regions(new, ref)
+    assert new.obs["senca_region"].cat.categories.tolist() == ref.obs["senca_region"].cat.categories.tolist()
+    assert region_scores(new.obs["region"], new.obs["senca_region"])["ari"] > 0.8
+    # one vocabulary: each true region carries the same label in both halves
+    maj_ref = pd.crosstab(ref.obs["region"], ref.obs["senca_region"]).idxmax(1)
+    maj_new = pd.crosstab(new.obs["region"], new.obs["senca_region"]).idxmax(1)
+    assert (maj_ref == maj_new).all()
+    conf = new.obs["senca_region_confidence"].to_numpy()
+    assert np.all((conf >= 0) & (conf <= 1))
+    assert new.uns["senca_region"]["params"]["assigned"]
+
+
+def test_assign_regions_survives_h5ad_and_checks_its_input(tmp_path):
+    import anndata as ad
+
+    ref, new = _halves()
+    senca.tl.regions(ref, n_regions=4, use_rep="X_smooth")
+    ref.write_h5ad(tmp_path / "ref.h5ad")
+    back = ad.read_h5ad(tmp_path / "ref.h5ad")
+    a, b = new.copy(), new.copy()
+    senca.tl.assign_regions(a, ref)
+    senca.tl.assign_regions(b, back)
+    assert (a.obs["senca_region"] == b.obs["senca_region"]).all()
+    with pytest.raises(ValueError, match="overwrite=True"):
+        senca.tl.assign_regions(a, ref)
+    with pytest.raises(KeyError, match="no regions under 'other'"):
+        senca.tl.assign_regions(new.copy(), ref, reference_key="other")
+    wrong = new.copy()
+    wrong.obsm["X_smooth"] = wrong.obsm["X_smooth"][:, :3]
+    with pytest.raises(ValueError, match="embed the new spots with the reference.s model"):
+        senca.tl.assign_regions(wrong, ref)
+    old = ref.copy()
+    del old.uns["senca_region"]["caller"]
+    with pytest.raises(KeyError, match="call senca.tl.regions on the reference again"):
+        senca.tl.assign_regions(new.copy(), old)

@@ -55,7 +55,9 @@ def regions(
     neighbours (fewer than half share its label, more than half share another) takes the majority
     label (simultaneous passes repeated until stable, at most 10; neighbours never cross samples when
     ``sample_key`` is given).
-    Regions are then numbered ``"0"``, ``"1"``, ... by decreasing size.
+    Regions are then numbered ``"0"``, ``"1"``, ... by decreasing size. The fitted caller is stored, so
+    that :func:`senca.tl.assign_regions` can give the spots of another section (embedded by the same model)
+    the same region labels.
 
     Parameters
     ----------
@@ -112,7 +114,10 @@ def regions(
       found (``"n_regions"``), the number asked for (``"n_regions_requested"``, ``-1`` when chosen
       automatically) and, for Leiden, the resolution used; plus, when the number was chosen by BIC,
       ``"bic": {"n_regions": array, "bic": array}`` (scikit-learn's sign convention: lower is better;
-      mclust reports ``-BIC``).
+      mclust reports ``-BIC``); and the fitted caller, ``"caller"``: the embedding's centre and principal
+      axes, and per mixture component (k-means / Leiden: per region) its mean (mixtures also their
+      covariances and weights) and region, with which :func:`senca.tl.assign_regions` puts the spots of
+      new sections into the same regions.
 
     Examples
     --------
@@ -172,12 +177,16 @@ def regions(
 
     requested = n_regions
     kwargs = dict(method_kwargs or {})
-    pcs = _top_pcs(x, n_pcs, seed)
+    pcs, centre, axes = _top_pcs(x, n_pcs, seed)
     bic = None
+    fitted: dict[str, np.ndarray] = {}
     if method == "gmm":
         if n_regions is None:
             n_regions, bic = _bic_choice(pcs, bic_range, seed, kwargs)
-        codes, post = _fit_gmm(pcs, n_regions, seed, kwargs)
+        gmm = _gmm(pcs, n_regions, seed, kwargs)
+        post = gmm.predict_proba(pcs)
+        codes = post.argmax(1).astype(np.int64)
+        fitted = {"means": gmm.means_, "covariances": _full_covariances(gmm), "weights": gmm.weights_}
     elif method == "kmeans":
         if n_regions is None:
             n_regions, bic = _bic_choice(pcs, bic_range, seed, {})
@@ -198,7 +207,7 @@ def regions(
         codes = majority_refine(codes, nbrs)
 
     # number regions by decreasing size, dropping any emptied by the refinement
-    sizes = np.bincount(codes)
+    sizes = np.bincount(codes, minlength=n_regions if method == "gmm" else 0)
     order = [c for c in np.argsort(-sizes, kind="stable") if sizes[c] > 0]
     remap = np.full(len(sizes), -1, dtype=np.int64)
     remap[order] = np.arange(len(order))
@@ -213,10 +222,15 @@ def regions(
 
     if method == "gmm":
         conf = post[np.arange(n_obs), np.asarray(order)[final]]
+        fitted["region_of_component"] = remap
     elif method == "kmeans":
         conf = _soft_kmeans(pcs, final)
     else:
         conf = _graph_agreement(graph, final)
+    if method != "gmm":  # k-means and Leiden assign new spots to the nearest final region centre
+        fitted["means"] = np.stack([pcs[final == c].mean(0) for c in range(n_found)])
+        fitted["region_of_component"] = np.arange(n_found, dtype=np.int64)
+    fitted.update(centre=centre, axes=axes)
 
     if copy:
         adata = adata.copy()
@@ -239,7 +253,7 @@ def regions(
     }
     if method == "leiden":
         params["resolution"] = float(resolution_used)
-    uns: dict[str, Any] = {"params": params}
+    uns: dict[str, Any] = {"params": params, "caller": {k: np.asarray(v) for k, v in fitted.items()}}
     if bic is not None:
         params["bic_range"] = np.asarray(bic_range, dtype=np.int64)
         uns["bic"] = {"n_regions": bic[0], "bic": bic[1]}
@@ -247,19 +261,27 @@ def regions(
     return adata if copy else None
 
 
-def _top_pcs(x: np.ndarray, n_pcs: int | None, seed: int) -> np.ndarray:
-    x = x - x.mean(0, keepdims=True)
+def _top_pcs(x: np.ndarray, n_pcs: int | None, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centre the embedding and project it on its top ``n_pcs`` axes.
+
+    Returns ``(pcs, centre, axes)``, ``axes`` of shape ``(d, n_comp)`` (the identity when ``n_pcs`` is None), so
+    that new spots can be projected the same way.
+    """
+    centre = x.mean(0)
+    x = x - centre
+    axes = np.eye(x.shape[1])
     if n_pcs is None:
-        return x
+        return x, centre, axes
     n_pcs = int(n_pcs)
     if n_pcs < 1:
         raise ValueError(f"n_pcs must be >= 1 or None, got {n_pcs}.")
     n_comp = min(n_pcs, x.shape[1], x.shape[0] - 1)
     if n_comp < 1:
-        return x
+        return x, centre, axes
     from sklearn.decomposition import PCA
 
-    return PCA(n_components=n_comp, svd_solver="full", random_state=seed).fit_transform(x)
+    pca = PCA(n_components=n_comp, svd_solver="full", random_state=seed).fit(x)
+    return pca.transform(x), centre, pca.components_.T.copy()
 
 
 def _gmm(pcs: np.ndarray, n: int, seed: int, kwargs: dict):
@@ -278,10 +300,17 @@ def _gmm(pcs: np.ndarray, n: int, seed: int, kwargs: dict):
     return GaussianMixture(n_components=n, random_state=seed, **opts).fit(pcs)
 
 
-def _fit_gmm(pcs: np.ndarray, n: int, seed: int, kwargs: dict) -> tuple[np.ndarray, np.ndarray]:
-    gmm = _gmm(pcs, n, seed, kwargs)
-    post = gmm.predict_proba(pcs)
-    return post.argmax(1).astype(np.int64), post
+def _full_covariances(gmm) -> np.ndarray:
+    """``(K, p, p)`` covariance of every component of a fitted mixture, whatever its ``covariance_type``."""
+    cov = np.asarray(gmm.covariances_, dtype=np.float64)
+    k, p = gmm.means_.shape
+    if gmm.covariance_type == "tied":
+        return np.broadcast_to(cov, (k, p, p)).copy()
+    if gmm.covariance_type == "diag":
+        return np.stack([np.diag(c) for c in cov])
+    if gmm.covariance_type == "spherical":
+        return np.stack([np.eye(p) * c for c in cov])
+    return cov
 
 
 def _bic_choice(pcs: np.ndarray, bic_range, seed: int, kwargs: dict) -> tuple[int, tuple[np.ndarray, np.ndarray]]:
