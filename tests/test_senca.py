@@ -319,3 +319,67 @@ def test_embedding_attention_rows_sum_to_one_and_follow_histology(trained_both):
     same = prog[nbr] == prog[:, None]
     mixed = same.any(1) & (~same).any(1)
     assert w[:, 1:][mixed][same[mixed]].mean() > 2 * w[:, 1:][mixed][~same[mixed]].mean()
+
+
+# ----------------------------------------------------------------------------------------- cohort mode
+def _batch_copy(adata, name: str, seed: int, factor: float = 2.5, n_batch_genes: int = 60):
+    """The same tissue in another run: counts redrawn (80 % binomial thinning) and a gene-specific batch effect."""
+    rng = np.random.default_rng(seed)
+    out = adata.copy()
+    c = out.layers["counts"]
+    c = rng.binomial((c.toarray() if sp.issparse(c) else np.asarray(c)).astype(np.int64), 0.8).astype(np.float32)
+    genes = rng.choice(c.shape[1], n_batch_genes, replace=False)
+    c[:, genes] = np.round(c[:, genes] * factor)
+    out.layers["counts"] = sp.csr_matrix(c)
+    out.X = out.layers["counts"].copy()
+    out.obs["section"] = name
+    return out
+
+
+def _mixing(z, sections, k=10) -> float:
+    """Fraction of each spot's k nearest neighbours in the embedding that come from another section."""
+    from sklearn.neighbors import NearestNeighbors
+
+    idx = NearestNeighbors(n_neighbors=k + 1).fit(z).kneighbors(z)[1][:, 1:]
+    return float((sections[idx] != sections[:, None]).mean())
+
+
+def _same_region_gap(z, sections, regions, a, b) -> float:
+    """Distance between the same region's centres in sections a and b, over the mean distance between regions."""
+    cats = np.unique(regions)
+    cen = {(s, r): z[(sections == s) & (regions == r)].mean(0) for s in (a, b) for r in cats}
+    same = np.mean([np.linalg.norm(cen[(a, r)] - cen[(b, r)]) for r in cats])
+    other = np.mean([np.linalg.norm(cen[(a, r)] - cen[(a, q)]) for r in cats for q in cats if r != q])
+    return float(same / other)
+
+
+def test_cohort_integration_aligns_sections_and_maps_a_new_one(tmp_path):
+    base = senca.datasets.synthetic(n_spots=400, n_regions=4, seed=0)
+    first = _batch_copy(base, "s1", 1, factor=1.0, n_batch_genes=0)
+    cohort = senca.pp.concat_sections({"s1": first, "s2": _batch_copy(base, "s2", 2)})
+    sections = cohort.obs["section"].astype(str).to_numpy()
+    regions = cohort.obs["region"].astype(str).to_numpy()
+    SENCA.setup_anndata(cohort, layer="counts", sample_key="section")
+    plain = SENCA(cohort, integrate=False).get_latent_representation()
+    model = SENCA(cohort)  # two samples: integration is on by default
+    z = model.get_latent_representation()
+    # without integration each section sits apart; with it the same region of both sections coincides
+    assert _mixing(plain, sections) < 0.05
+    assert _same_region_gap(plain, sections, regions, "s1", "s2") > 0.5
+    assert _mixing(z, sections) > 0.3
+    assert _same_region_gap(z, sections, regions, "s1", "s2") < 0.25
+    # a section with its own batch effect, never seen in training, lands on the same regions
+    new = _batch_copy(base, "s3", 3)
+    new.obsm["X_senca"] = model.get_latent_representation(new)
+    both = np.vstack([z[sections == "s1"], new.obsm["X_senca"]])
+    lab = np.r_[sections[sections == "s1"], ["s3"] * new.n_obs]
+    reg = np.r_[regions[sections == "s1"], new.obs["region"].astype(str).to_numpy()]
+    assert _same_region_gap(both, lab, reg, "s1", "s3") < 0.25
+    cohort.obsm["X_senca"] = z
+    senca.tl.regions(cohort, n_regions=4, sample_key="section")
+    senca.tl.assign_regions(new, cohort)
+    assert adjusted_rand_score(new.obs["region"], new.obs["senca_region"]) > 0.9
+    # the reference travels with the model
+    model.save(tmp_path / "cohort")
+    back = SENCA.load(tmp_path / "cohort", adata=cohort)
+    np.testing.assert_allclose(back.get_latent_representation(new), new.obsm["X_senca"], rtol=1e-5, atol=1e-5)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 from anndata import AnnData
@@ -135,6 +136,28 @@ def _kernel_statistics(manager, pca_mean, pca_components, image_mean, image_std,
     return {"image_axes": axes, "kernel_bandwidth": bandwidth, "image_block_scale": scale}
 
 
+def _sample_codes(adata, sample_key: str | None) -> np.ndarray | None:
+    """Integer code of each spot's sample (``None`` without a sample key, or when ``adata`` lacks the column)."""
+    if sample_key is None or adata is None or sample_key not in adata.obs:
+        return None
+    return pd.factorize(adata.obs[sample_key].astype(str).to_numpy())[0].astype(np.int64)
+
+
+def _harmony_reference(expression: np.ndarray, samples: np.ndarray, n_clusters: int) -> dict:
+    """Harmony over the samples of the training cohort, summarised for query mapping (centroids, weights, sums)."""
+    import harmonypy
+
+    meta = pd.DataFrame({"sample": samples.astype(str)})
+    ho = harmonypy.run_harmony(
+        np.asarray(expression, dtype=np.float64), meta, "sample", nclust=n_clusters, random_state=0, verbose=False
+    )
+    r = np.asarray(ho.R, dtype=np.float64)  # (n, K)
+    z = np.asarray(ho.Z_corr, dtype=np.float64)  # (n, d)
+    y = np.asarray(ho.Y, dtype=np.float64).T  # (K, d)
+    y /= np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+    return {"integration_centroids": y, "integration_weight": r.sum(0), "integration_total": r.T @ z}
+
+
 def _check_finite(x, what: str) -> None:
     data = x.data if sp.issparse(x) else np.asarray(x)
     if not np.issubdtype(data.dtype, np.number):
@@ -192,6 +215,15 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
     image_block_weight
         Spread of the histology block of the attention embedding relative to the expression block
         (0: expression values only, H&E only as attention keys).
+    integrate
+        Cohort mode: correct the expression principal components for the sample (``sample_key`` of
+        :meth:`setup_anndata`) with Harmony before the neighbourhood attention, so that one region caller gives
+        labels that mean the same thing in every section. The model keeps Harmony's reference and maps every
+        section onto it, training sections and new ones alike (Symphony's query mapping), so a section the model
+        has never seen is embedded without retraining. ``None``: on when the training data has two or more
+        samples.
+    n_integration_clusters
+        Harmony's number of soft clusters; ``None``: ``min(100, n_obs / 30)`` (Harmony's default).
     **module_kwargs
         Further arguments of :class:`senca.module.SENCAModule`.
 
@@ -230,9 +262,12 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         residual: bool = True,
         reconstruct: Literal["neighborhood", "spot"] = "neighborhood",
         image_block_weight: float = 0.5,
+        integrate: bool | None = None,
+        n_integration_clusters: int | None = None,
         **module_kwargs,
     ):
         adata = table_of(adata, type(self))
+        loading = registry is not None  # scvi-tools' load: buffers come from the saved state
         super().__init__(adata, registry)
         stats = self.summary_stats
         n_image = int(stats.get(f"n_{REGISTRY_KEYS.IMAGE_KEY}", 0))
@@ -256,6 +291,36 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
             image_kw = _kernel_statistics(
                 self.adata_manager, pca_mean, pca_components, image_mean, image_std, image_block_weight
             )
+        integration_kw: dict = {}
+        samples = _sample_codes(adata, self._sample_key)
+        n_samples = 0 if samples is None else int(samples.max()) + 1
+        if integrate is None:
+            integrate = n_samples >= 2 and n_pcs_used > 0
+        integrate = bool(integrate)
+        if integrate and n_pcs_used == 0:
+            raise ValueError(
+                "integrate=True needs the model's principal axes; it does not work with an expression_key."
+            )
+        if integrate:
+            if n_integration_clusters is None:
+                n_integration_clusters = int(np.clip(round((stats.get("n_cells") or 0) / 30), 2, 100))
+            n_integration_clusters = int(n_integration_clusters)
+            integration_kw["n_integration_clusters"] = n_integration_clusters
+            if not loading and n_samples >= 2:
+                expression = _project_counts(
+                    self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY),
+                    pca_mean,
+                    pca_components,
+                    _library(self.adata_manager),
+                ).numpy()
+                integration_kw.update(_harmony_reference(expression, samples, n_integration_clusters))
+            elif not loading:
+                warnings.warn(
+                    "integrate=True but the training data has fewer than two samples (sample_key): nothing to "
+                    "integrate, the embedding is not corrected.",
+                    UserWarning,
+                    stacklevel=2,
+                )
         self._senca_module_kwargs = dict(
             n_genes=n_genes,
             n_image=n_image,
@@ -278,15 +343,21 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
             reconstruct=reconstruct,
             image_block_weight=image_block_weight,
             **image_kw,
+            **integration_kw,
             **module_kwargs,
         )
         self.module = self._module_cls(**self._senca_module_kwargs)
         self._model_summary_string = (
             f"SENCA: n_genes {stats['n_vars']}, histology features {n_image or 'none (expression only)'}, "
             f"neighbours {stats.get(f'n_{REGISTRY_KEYS.NEIGHBOR_KEY}')}, n_latent {n_latent}, n_hidden {n_hidden}, "
-            f"n_heads {n_heads}"
+            f"n_heads {n_heads}" + (f", cohort integration over {n_samples} samples" if integrate else "")
         )
         self.init_params_ = self._get_init_params(locals())
+
+    @property
+    def _sample_key(self) -> str | None:
+        """``sample_key`` given to :meth:`setup_anndata` (``None`` when the model was set up without one)."""
+        return self.registry_["setup_args"].get("sample_key") if self.registry_ else None
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -637,6 +708,10 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
             buffers["pca_mean"],
             buffers["pca_components"],
             _library(manager),
+        )
+        samples = _sample_codes(adata, self._sample_key)
+        expression = self.module.integrate(
+            expression.to(device), None if samples is None else torch.as_tensor(samples, device=device)
         )
         index = torch.as_tensor(np.asarray(manager.get_from_registry(REGISTRY_KEYS.NEIGHBOR_KEY)), dtype=torch.long)
         h = None

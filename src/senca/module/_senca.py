@@ -14,6 +14,7 @@ from torch import nn
 from senca.data._constants import REGISTRY_KEYS, neighbor_key
 from senca.nn import MLP, NeighborhoodCrossAttention, SharedEncoder
 
+from ._integration import harmony_map
 from ._kernel_attention import attend, contrast, kernel_attention, spatial_signal_weights
 
 GENE, IMAGE = 0, 1
@@ -119,6 +120,10 @@ class SENCAModule(BaseModuleClass):
         image_block_scale: float = 1.0,
         image_block_weight: float = 0.5,
         passes: int = 2,
+        n_integration_clusters: int = 0,
+        integration_centroids: np.ndarray | None = None,
+        integration_weight: np.ndarray | None = None,
+        integration_total: np.ndarray | None = None,
     ):
         super().__init__()
         if reconstruct not in ("neighborhood", "spot"):
@@ -162,6 +167,18 @@ class SENCAModule(BaseModuleClass):
             float(image_block_weight),
             int(passes),
         )
+        self.n_integration_clusters = int(n_integration_clusters) if self.n_pcs > 0 else 0
+        if self.n_integration_clusters > 0:  # Harmony reference of the training cohort (zeros: no correction)
+            k, d = self.n_integration_clusters, self.n_pcs
+            for name, value, shape in (
+                ("integration_centroids", integration_centroids, (k, d)),
+                ("integration_weight", integration_weight, (k,)),
+                ("integration_total", integration_total, (k, d)),
+            ):
+                value = np.zeros(shape) if value is None else np.asarray(value)
+                if value.shape != shape:
+                    raise ValueError(f"{name} must have shape {shape}, got {value.shape}.")
+                self.register_buffer(name, torch.as_tensor(value, dtype=torch.float32))
         self.fuse = nn.Linear(n_fused, self.n_latent)
         if self.residual:  # linear path from the neighbourhood-averaged inputs (a smoothed-PCA-like start)
             self.skip = nn.Linear(gene_in + self.n_image, self.n_latent)
@@ -238,6 +255,32 @@ class SENCAModule(BaseModuleClass):
     def image_tokens(self, h: torch.Tensor) -> torch.Tensor:
         """Standardised histology features projected on their stored principal axes: the attention keys."""
         return self.standardise_image(h) @ self.image_axes
+
+    @torch.inference_mode()
+    def integrate(self, expression: torch.Tensor, samples: torch.Tensor | None = None) -> torch.Tensor:
+        """Map each sample's expression principal components onto the training cohort's Harmony reference.
+
+        Parameters
+        ----------
+        expression
+            ``(n, n_pcs)`` principal components of the log-normalised counts.
+        samples
+            ``(n,)`` integer sample code of each row (``None``: one sample).
+
+        Returns
+        -------
+        The corrected ``(n, n_pcs)`` components (unchanged when the module has no reference).
+        """
+        if self.n_integration_clusters == 0:
+            return expression
+        ref = (self.integration_centroids, self.integration_weight, self.integration_total)
+        if samples is None:
+            return harmony_map(expression, *ref)
+        out = expression.clone()
+        for code in torch.unique(samples):
+            rows = samples == code
+            out[rows] = harmony_map(expression[rows], *ref)
+        return out
 
     @torch.inference_mode()
     def attention_embedding(
