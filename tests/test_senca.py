@@ -383,3 +383,29 @@ def test_cohort_integration_aligns_sections_and_maps_a_new_one(tmp_path):
     model.save(tmp_path / "cohort")
     back = SENCA.load(tmp_path / "cohort", adata=cohort)
     np.testing.assert_allclose(back.get_latent_representation(new), new.obsm["X_senca"], rtol=1e-5, atol=1e-5)
+
+
+def test_setup_selects_genes_and_keeps_the_whole_library(tmp_path):
+    adata = senca.datasets.synthetic(n_spots=300, n_genes=400, seed=0)
+    SENCA.setup_anndata(adata, layer="counts", n_top_genes=100)
+    chosen = SENCA._get_most_recent_anndata_manager(adata).registry["setup_args"]["genes"]
+    assert len(chosen) == 100
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = SENCA(adata)
+        z = model.get_latent_representation()
+        assert model.module.n_genes == 100
+        # the same as selecting the genes beforehand and registering the whole library by hand
+        pre = senca.pp.select_genes(adata, n_top_genes=100)
+        assert sorted(pre.var_names) == sorted(chosen)
+        pre = pre[:, chosen].copy()
+        SENCA.setup_anndata(pre, layer="counts", library_key="library_size")
+        np.testing.assert_allclose(SENCA(pre).get_latent_representation(), z, rtol=1e-4, atol=1e-4)
+        # the choice travels with the model: new data and a reloaded model use the same genes
+        model.save(tmp_path / "m")
+        other = senca.datasets.synthetic(n_spots=200, n_genes=400, seed=1)
+        back = SENCA.load(tmp_path / "m", adata=adata)
+        np.testing.assert_allclose(back.get_latent_representation(other), model.get_latent_representation(other))
+        assert SENCA._get_most_recent_anndata_manager(other).registry["setup_args"]["genes"] == chosen
+    with pytest.raises(KeyError, match="not in adata.var_names"):
+        SENCA.setup_anndata(adata, layer="counts", genes=["gene0", "no_such_gene"])

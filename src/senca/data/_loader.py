@@ -20,7 +20,7 @@ DEFAULT_GATHER_KEYS: tuple[str, ...] = (REGISTRY_KEYS.X_KEY, REGISTRY_KEYS.IMAGE
 class _RowBank:
     """Row-gatherable view of one registered array; sparse data stays sparse (memory O(nnz))."""
 
-    def __init__(self, data, key: str):
+    def __init__(self, data, key: str, columns: np.ndarray | None = None):
         if hasattr(data, "to_numpy") and not sp.issparse(data):  # pandas DataFrame in obsm
             data = data.to_numpy()
         if sp.issparse(data):
@@ -33,17 +33,32 @@ class _RowBank:
         self.data = data
         self.key = key
         self.n_obs = data.shape[0]
-        self.row_shape = tuple(data.shape[1:])
+        self.columns = None if columns is None else np.asarray(columns, dtype=np.int64)
+        self.row_shape = tuple(data.shape[1:]) if self.columns is None else (len(self.columns),)
 
     def gather(self, rows: np.ndarray) -> np.ndarray:
-        """Dense float32 array ``(len(rows), *row_shape)``; only these rows are densified."""
+        """Dense float32 array ``(len(rows), *row_shape)``; only these rows (and columns) are densified."""
         uniq, inverse = np.unique(rows, return_inverse=True)
         block = self.data[uniq]
+        if self.columns is not None:
+            block = block[:, self.columns]
         if sp.issparse(block):
             block = block.toarray()
         elif not isinstance(block, np.ndarray):
             block = block.toarray() if hasattr(block, "toarray") else np.asarray(block)
         return np.asarray(block, dtype=np.float32)[inverse]
+
+
+def model_gene_positions(adata_manager: AnnDataManager) -> np.ndarray | None:
+    """Columns of the registered counts that the model uses (``genes`` of its setup), or ``None`` for all of them."""
+    genes = (adata_manager.registry.get("setup_args") or {}).get("genes")
+    if genes is None:
+        return None
+    pos = adata_manager.adata.var_names.get_indexer([str(g) for g in genes])
+    if (pos < 0).any():
+        missing = [g for g, p in zip(genes, pos) if p < 0][:5]
+        raise KeyError(f"{int((pos < 0).sum())} of the model's genes are not in this AnnData (e.g. {missing}).")
+    return pos
 
 
 class NeighborhoodDataLoader(AnnDataLoader):
@@ -54,8 +69,10 @@ class NeighborhoodDataLoader(AnnDataLoader):
     ``gather_keys`` the rows of the k neighbours are gathered from the *whole* registered array into
     ``batch[senca.data.neighbor_key(key)]`` of shape ``(B, k, *feature_shape)`` (float32). Sparse counts
     stay sparse in memory; only the gathered rows are densified, so memory is ``O(n_obs * k)`` plus one
-    batch, never ``n_obs x n_obs``. Because the arrays come from this loader's own ``adata_manager``,
-    the same code serves training, inference and query AnnData.
+    batch, never ``n_obs x n_obs``. When the model was set up with a gene selection (``genes`` in its setup
+    arguments), only those columns of the counts are gathered. The gathered keys are not also loaded for the
+    centre spots alone (column 0 of the neighbourhood is the spot itself). Because the arrays come from this
+    loader's own ``adata_manager``, the same code serves training, inference and query AnnData.
 
     Parameters
     ----------
@@ -110,8 +127,9 @@ class NeighborhoodDataLoader(AnnDataLoader):
                 f"Registry key {neighbor_key!r} (the neighbour index) is not registered with this AnnData; "
                 "set the data up with the model's setup_anndata first."
             )
-        if data_and_attributes is None:
-            data_and_attributes = {k: registry_key_to_default_dtype(k) for k in registered}
+        gather = self.gather_keys if gather_keys is None else tuple(gather_keys)
+        if data_and_attributes is None:  # gathered keys come with the neighbourhood (column 0 is the spot itself)
+            data_and_attributes = {k: registry_key_to_default_dtype(k) for k in registered if k not in gather}
         elif isinstance(data_and_attributes, (list, tuple)):
             data_and_attributes = {k: registry_key_to_default_dtype(k) for k in data_and_attributes}
         data_and_attributes = dict(data_and_attributes)
@@ -125,8 +143,11 @@ class NeighborhoodDataLoader(AnnDataLoader):
             **kwargs,
         )
         self.neighbor_key = neighbor_key
-        gather_keys = self.gather_keys if gather_keys is None else tuple(gather_keys)
-        self.banks = {k: _RowBank(adata_manager.get_from_registry(k), k) for k in gather_keys if k in registered}
+        gather_keys = gather
+        columns = {REGISTRY_KEYS.X_KEY: model_gene_positions(adata_manager)}
+        self.banks = {
+            k: _RowBank(adata_manager.get_from_registry(k), k, columns.get(k)) for k in gather_keys if k in registered
+        }
         nbr = np.asarray(adata_manager.get_from_registry(neighbor_key))
         n_obs = adata_manager.adata.n_obs
         if nbr.ndim != 2 or nbr.shape[0] != n_obs:

@@ -51,8 +51,6 @@ def select_genes(
     >>> hvg.shape, "library_size" in hvg.obs
     ((200, 100), True)
     """
-    import scanpy as sc
-
     if layer is not None and layer not in adata.layers:
         layer = None
     counts = adata.layers[layer] if layer is not None else adata.X
@@ -65,17 +63,32 @@ def select_genes(
     check_key_free(adata.obs, library_key, "adata.obs", overwrite)
     if sample_key is not None and sample_key not in adata.obs:
         raise KeyError(f"adata.obs[{sample_key!r}] not found; pass an existing sample_key or None.")
+    keep, rank = _highly_variable(adata, n_top_genes, layer, sample_key)
+    out = adata[:, keep].copy()
+    if rank is not None:
+        out.var["highly_variable_rank"] = rank
+    out.obs[library_key] = library
+    return out
+
+
+def _highly_variable(
+    adata: AnnData, n_top_genes: int, layer: str | None, sample_key: str | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The detected genes, or their ``n_top_genes`` most variable when there are more.
+
+    seurat_v3 on the counts, per sample when ``sample_key`` is given. Returns the gene names and their ranks
+    (``None`` when every detected gene is kept).
+    """
+    import scanpy as sc
+
+    counts = adata.layers[layer] if layer is not None else adata.X
     detected = np.asarray((counts > 0).sum(0)).ravel() > 0
     work = adata[:, detected]
     if work.n_vars <= n_top_genes:
-        out = work.copy()
-    else:
-        hvg = sc.pp.highly_variable_genes(
-            work, flavor="seurat_v3", n_top_genes=int(n_top_genes), layer=layer, batch_key=sample_key, inplace=False
-        )
-        hvg.index = work.var_names
-        keep = hvg.index[hvg["highly_variable"].to_numpy()]
-        out = work[:, keep].copy()
-        out.var["highly_variable_rank"] = hvg.loc[keep, "highly_variable_rank"].to_numpy()
-    out.obs[library_key] = library
-    return out
+        return np.asarray(work.var_names), None
+    hvg = sc.pp.highly_variable_genes(
+        work, flavor="seurat_v3", n_top_genes=int(n_top_genes), layer=layer, batch_key=sample_key, inplace=False
+    )
+    hvg.index = work.var_names
+    keep = hvg.index[hvg["highly_variable"].to_numpy()]
+    return np.asarray(keep), hvg.loc[keep, "highly_variable_rank"].to_numpy()
