@@ -602,7 +602,7 @@ def detect(
     ] = 100,
     no_adapt: Annotated[
         bool,
-        typer.Option("--no-adapt", help="Score with the trained network as is (no self-training, no pooling)."),
+        typer.Option("--no-adapt", help="Score with the trained networks as is (no adaptation, no pooling)."),
     ] = False,
     max_epochs: MaxEpochsOpt = None,
     table_key: TableKeyOpt = "table",
@@ -613,9 +613,10 @@ def detect(
     """Cancer spots in a new section with SpaCRD.
 
     Trains SpaCRD on labelled sections (genes shared by all of them) and scores the target: obs['spacrd_score']
-    in [0, 1] and obs['spacrd_cancer'] (Gaussian-mixture threshold, no labels used). Scoring adapts to the target
-    without its labels (self-training on its most confident spots, neighbourhood pooling); --no-adapt turns that
-    off. If the target carries labels under --labels-key, AUC/AP/F1 are printed.
+    in [0, 1] and obs['spacrd_cancer'] (a label-free call). Scoring adapts to the target without its labels (a
+    logistic regression on the target's own genes fitted to its most confident spots, neighbourhood pooling; the
+    call at the even-odds point of that fit); --no-adapt turns that off (Gaussian-mixture call). If the target
+    carries labels under --labels-key, AUC/AP/F1 are printed.
     """
     with _user_errors():
         train_paths = [check_input(p) for p in [*train, *(more_train or [])]]
@@ -668,7 +669,7 @@ def detect(
         model.train(max_epochs=max_epochs, accelerator=accelerator, seed=seed)
         _say(f"trained SpaCRD ({time.perf_counter() - t0:.1f} s)", done=True)
         with _step(f"scoring {tgt}"):
-            model.predict(target_adata, overwrite=overwrite, **({"n_smooth": 0, "adapt_epochs": 0} if no_adapt else {}))
+            model.predict(target_adata, overwrite=overwrite, **({"n_smooth": 0, "adapt": None} if no_adapt else {}))
         n_cancer = int(target_adata.obs["spacrd_cancer"].astype(bool).sum())
         _say(f"cancer spots: {n_cancer} / {target_adata.n_obs}")
         if labels_key in target_adata.obs:

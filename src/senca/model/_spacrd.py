@@ -166,6 +166,26 @@ def pseudo_labels(score: np.ndarray, groups: np.ndarray, fraction: float) -> np.
     return out
 
 
+def linear_adapt(x: np.ndarray, pseudo: np.ndarray, groups: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Per section, the decision values of an L2 logistic regression fitted on that section's pseudo-labelled spots.
+
+    ``x`` are the section-standardised gene features, ``pseudo`` 1 / 0 / NaN (see :func:`pseudo_labels`). The fit is a
+    convex problem solved to convergence (scikit-learn, ``C=1``), so its result does not depend on the section's size
+    or on a number of optimisation steps. Sections whose pseudo-labels hold a single class keep ``base``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    out = np.asarray(base, dtype=np.float64).copy()
+    for g in pd.unique(groups):
+        rows = np.flatnonzero(groups == g)
+        fit = rows[np.isfinite(pseudo[rows])]
+        if len(np.unique(pseudo[fit])) < 2:
+            continue
+        clf = LogisticRegression(C=1.0, max_iter=2000).fit(x[fit], pseudo[fit])
+        out[rows] = clf.decision_function(x[rows])
+    return out
+
+
 def _binary_labels(values: pd.Series, positive_label) -> np.ndarray:
     """0/1 labels from a bool / 0-1 / categorical column (see :meth:`SpaCRD.setup_anndata`)."""
     if values.isna().any():
@@ -276,16 +296,19 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
     fused by bidirectional neighbourhood cross-attention with a centre-token read-out, regularised by a VAE whose
     prior mean depends on the class, and classified from ``(mu, log var)`` (stage 2, VAE-only warm-up first).
 
-    Differences from the public code (``wenwenmin/SpaCRD``), on purpose: the binary call uses the two-component
-    GMM threshold, never the target labels; the class prior means are held apart by a bounded hinge
-    ``relu(margin - ||mu0 - mu1||)`` instead of the unbounded ``-||mu0 - mu1||``; HVGs come from all source
-    sections; no device is hard-coded; a small InfoNCE term stays on in stage 2; LayerNorm replaces BatchNorm so a
-    spot's score does not depend on its minibatch; the network is CPU-sized by default (encoders 256 wide, tokens
-    128, 4 heads, latent 32; the paper's 1024/512/8/64 can be passed).
+    Differences from the public code (``wenwenmin/SpaCRD``), on purpose: the binary call is label-free (never the
+    target labels); the class prior means are held apart by a bounded hinge ``relu(margin - ||mu0 - mu1||)``
+    instead of the unbounded ``-||mu0 - mu1||``; HVGs come from all source sections; no device is hard-coded; a
+    small InfoNCE term stays on in stage 2; LayerNorm replaces BatchNorm so a spot's score does not depend on its
+    minibatch; the network is CPU-sized by default (encoders 128 wide, tokens 128, 4 heads, latent 32; the
+    paper's 1024/512/8/64 can be passed) and is an ensemble of ``n_members`` networks (their mean logit), since a
+    single network trained on a few sections varies a lot from seed to seed; :meth:`predict` adapts the scores to
+    each target without its labels.
 
     The method is *transductive by design*: genes and histology features are standardised within each section,
     target sections included (their own statistics, computed without labels), which removes per-section batch
-    shifts. Predictions for a spot therefore depend on the other spots of its section.
+    shifts, and :meth:`predict` fits its adaptation on the target's own spots. Predictions for a spot therefore
+    depend on the other spots of its section.
 
     Parameters
     ----------
@@ -301,6 +324,9 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         Network sizes, see :class:`senca.module.SpaCRDModule`.
     gene_scaling
         Per-section, per-gene scaling of the log-expression: ``"zscore"`` or ``"minmax"`` (the paper's).
+    n_members
+        Networks in the ensemble, each from its own initialisation (the paper: 1). Their mean logit is the score;
+        training time grows in proportion.
     **module_kwargs
         Further :class:`senca.module.SpaCRDModule` arguments (``temperature``, ``margin``, ``kl_weight``...).
 
@@ -326,12 +352,13 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         registry: dict | None = None,
         genes: Sequence[str] | None = None,
         n_top_genes: int = 3000,
-        n_hidden: int = 256,
+        n_hidden: int = 128,
         n_embed: int = 128,
         n_heads: int = 4,
         n_latent: int = 32,
         dropout: float = 0.2,
         gene_scaling: str = "zscore",
+        n_members: int = 3,
         **module_kwargs,
     ):
         adata = table_of(adata, type(self))
@@ -361,6 +388,7 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
             n_heads=n_heads,
             n_latent=n_latent,
             dropout=dropout,
+            n_members=n_members,
             **module_kwargs,
         )
         self.module = self._module_cls(**self._module_args)
@@ -552,11 +580,12 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         warmup_epochs: int | None = None,
         lr: float = 1e-3,
         weight_decay: float = 1e-5,
-        batch_size: int = 128,
+        batch_size: int = 64,
         seed: int = 0,
         accelerator: str = "auto",
         devices: int | str = "auto",
         plan_kwargs: dict | None = None,
+        warm_start: bool = False,
         **trainer_kwargs,
     ) -> None:
         """Train both stages: contrastive alignment, then VAE warm-up and detection.
@@ -564,7 +593,7 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         Parameters
         ----------
         max_epochs
-            Stage-2 epochs; default 30.
+            Stage-2 epochs; default 30 (with ``batch_size=64``: about 18 steps per epoch on four her2st sections).
         align_epochs
             Stage-1 (InfoNCE alignment) epochs; default ``max_epochs // 2``. Skipped without histology.
         warmup_epochs
@@ -574,12 +603,16 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         batch_size
             Spots per minibatch (each carries its ``k`` neighbours).
         seed
-            Seeds Python, numpy, torch and Lightning. Training starts from fresh weights drawn from this seed (a
-            second call retrains from scratch), so the same seed gives the same scores on CPU.
+            Seeds Python, numpy, torch and Lightning. Unless ``warm_start=True``, training starts from fresh weights
+            drawn from this seed (a second call retrains from scratch), so the same seed gives the same scores on
+            CPU.
         accelerator, devices
             Lightning device settings; ``"auto"`` uses a GPU when present.
         plan_kwargs
             Extra :class:`scvi.train.TrainingPlan` arguments.
+        warm_start
+            Continue training the trained network for ``max_epochs`` more detection epochs (no alignment stage, no
+            VAE-only warm-up; a fresh optimiser) instead of starting again from fresh weights.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer` (e.g. ``enable_progress_bar=False``). Training asks for
             deterministic algorithms (``deterministic=True``, torch's global flags are restored afterwards). Several
@@ -589,9 +622,12 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         Examples
         --------
         >>> det.train(max_epochs=40, seed=0)  # doctest: +SKIP
+        >>> det.train(max_epochs=10, warm_start=True)  # ten more epochs from the trained weights  # doctest: +SKIP
         """
         if self._features is None:
             raise RuntimeError("This model was loaded without its source AnnData; it can predict, not train.")
+        if warm_start and not self.is_trained_:
+            raise ValueError("warm_start=True continues a trained model; train it once first (warm_start=False).")
         import scvi
 
         max_epochs = 30 if max_epochs is None else int(max_epochs)
@@ -615,10 +651,12 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         self.train_seed_ = int(seed)
         set_seed(seed)
         scvi.settings.seed = int(seed)
-        # fresh weights drawn from the seed, so that the same seed gives the same model
-        device = next(self.module.parameters()).device
-        self.module = self._module_cls(**self._module_args).to(device)
-        self.align_history_ = None
+        if warm_start:  # continue from the trained weights: detection epochs only
+            align_epochs, warmup_epochs = 0, 0
+        else:  # fresh weights drawn from the seed, so that the same seed gives the same model
+            device = next(self.module.parameters()).device
+            self.module = self._module_cls(**self._module_args).to(device)
+            self.align_history_ = None
         with restore_torch_flags():
             if self.module.n_image > 0 and align_epochs > 0:
                 self.module.stage = "align"
@@ -683,9 +721,11 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         spatial_key: str = _SAME,
         min_gene_fraction: float = 0.5,
         n_smooth: int = 2,
+        adapt: str | None = "linear",
+        adapt_fraction: float = 0.1,
         adapt_epochs: int = 20,
-        adapt_fraction: float = 0.2,
         adapt_lr: float = 1e-4,
+        threshold: str = "auto",
         batch_size: int = 512,
         overwrite: bool = False,
         table_key: str | None = None,
@@ -697,19 +737,26 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         used), neighbourhoods are built within each section, and the network scores every spot. Two label-free
         steps then adapt the scores to the target (both are transductive, like the standardisation):
 
-        1. *Self-training* (``adapt_epochs > 0``): the logits are averaged over each spot's neighbourhood
-           (``n_smooth`` passes); the top and bottom ``adapt_fraction`` of each section become pseudo-labels
-           (cancer / non-cancer), and a copy of the network is fine-tuned on them by BCE for ``adapt_epochs``
-           epochs, then rescores every spot. This adapts the classifier to the target's patient and batch; the
-           trained model itself is not changed.
+        1. *Adaptation* (``adapt``): the network's logits are averaged over each spot's neighbourhood (``n_smooth``
+           passes); the top and bottom ``adapt_fraction`` of each section become pseudo-labels (cancer /
+           non-cancer). With ``adapt="linear"`` (default), an L2 logistic regression fitted on the section's own
+           gene features and pseudo-labels rescores every spot (:func:`linear_adapt`): a convex fit solved to
+           convergence, so its result does not depend on the size of the section. With ``adapt="finetune"``, a copy
+           of the network is fine-tuned on the pseudo-labels by BCE for ``adapt_epochs`` epochs (the behaviour of
+           senca 0.x before this option; the trained model itself is never changed). ``adapt=None`` or
+           ``adapt_epochs=0`` keep the network's logits.
         2. *Neighbourhood pooling* (``n_smooth > 0``): the logits are averaged over each spot's ``k`` nearest spots
            of the same section, ``n_smooth`` times, since cancer regions are contiguous tissue.
 
-        The pooled logits are min-max scaled per section into the score. The binary call is
-        ``score >= gmm_threshold(score)`` per section: the two-component Gaussian mixture threshold, which never
-        looks at labels. ``n_smooth=0, adapt_epochs=0`` gives the network's own scores.
+        The pooled logits are min-max scaled per section into the score. The binary call (``threshold``) never
+        looks at labels: ``"balanced"`` calls a spot cancer where the pooled logit of the linear adaptation is
+        >= 0. Its pseudo-labels hold as many cancer as non-cancer spots, so 0 is the boundary at even odds
+        between the two, whatever the fraction of cancer in the section; the share of spots called follows the
+        data instead of a mixture fit. ``"gmm"`` thresholds the score at the two-component Gaussian mixture
+        threshold (:func:`senca.metrics.gmm_threshold`). ``"auto"``: ``"balanced"`` with the linear adaptation,
+        else ``"gmm"``. ``n_smooth=0, adapt=None`` gives the network's own scores.
 
-        On her2st leave-one-patient-out (``python -m benchmarks.detection``, see the benchmarks page), these two
+        On her2st leave-one-patient-out (``python -m benchmarks.detection``, see the benchmarks page), these
         steps carry most of the gain over the network's own scores.
 
         Parameters
@@ -732,12 +779,16 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
             Raise if the target has fewer than this fraction of the model's genes.
         n_smooth
             Passes of neighbourhood averaging of the logits (0: none).
-        adapt_epochs
-            Epochs of self-training on the target's pseudo-labels (0: score with the trained network as is).
+        adapt
+            ``"linear"`` (default), ``"finetune"`` or ``None``: how the scores adapt to the target (see above).
         adapt_fraction
             Fraction of each target section taken as confident cancer (top) and as confident non-cancer (bottom).
+        adapt_epochs
+            Epochs of fine-tuning with ``adapt="finetune"``; 0 turns any adaptation off.
         adapt_lr
-            Adam learning rate of the self-training.
+            Adam learning rate of the fine-tuning.
+        threshold
+            Label-free binary call: ``"auto"``, ``"balanced"`` (needs ``adapt="linear"``) or ``"gmm"``.
         batch_size
             Spots per inference batch.
         overwrite
@@ -764,6 +815,19 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
             raise ValueError(f"n_smooth and adapt_epochs must be >= 0, got {n_smooth} and {adapt_epochs}.")
         if not 0.0 < adapt_fraction < 0.5:
             raise ValueError(f"adapt_fraction must be in (0, 0.5), got {adapt_fraction}.")
+        if adapt not in ("linear", "finetune", None):
+            raise ValueError(f"adapt must be 'linear', 'finetune' or None, got {adapt!r}.")
+        if adapt_epochs == 0:
+            adapt = None
+        if threshold == "auto":
+            threshold = "balanced" if adapt == "linear" else "gmm"
+        if threshold not in ("balanced", "gmm"):
+            raise ValueError(f"threshold must be 'auto', 'balanced' or 'gmm', got {threshold!r}.")
+        if threshold == "balanced" and adapt != "linear":
+            raise ValueError(
+                "threshold='balanced' needs adapt='linear' (its logit 0 is the even-odds boundary between the "
+                "balanced pseudo-labels); use threshold='gmm' otherwise."
+            )
         score_key, call_key = f"{key_added}_score", f"{key_added}_cancer"
         check_key_free(adata.obs, score_key, "adata.obs", overwrite)
         check_key_free(adata.obs, call_key, "adata.obs", overwrite)
@@ -817,9 +881,11 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         nbr = knn_index(np.asarray(adata.obsm[spatial_key]), self.n_neighbors, groups)
         seed = int(getattr(self, "train_seed_", 0) or 0)
         logits = self._logits(self.module, feats, nbr, batch_size)
-        if adapt_epochs > 0:
+        if adapt is not None:
             pseudo = pseudo_labels(neighbor_smooth(logits, nbr, n_smooth), groups, adapt_fraction)
-            if np.isfinite(pseudo).any():
+            if adapt == "linear":
+                logits = linear_adapt(feats["x"], pseudo, groups, logits)
+            elif np.isfinite(pseudo).any():
                 adapted = self._adapted_module(feats, nbr, pseudo, adapt_epochs, adapt_lr, seed)
                 logits = self._logits(adapted, feats, nbr, batch_size)
         logits = neighbor_smooth(logits, nbr, n_smooth)
@@ -831,6 +897,6 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
             span = lg.max() - lg.min()
             s = (lg - lg.min()) / span if span > 0 else np.full(lg.shape, 0.5)
             score[rows] = s
-            call[rows] = s >= gmm_threshold(s, seed=seed)
+            call[rows] = lg >= 0.0 if threshold == "balanced" else s >= gmm_threshold(s, seed=seed)
         adata.obs[score_key] = score
         adata.obs[call_key] = call

@@ -76,8 +76,85 @@ class _CentreCrossAttention(nn.Module):
         return self.norm(out[:, 0]), w[:, 0]
 
 
+class _SpaCRDNet(nn.Module):
+    """One SpaCRD network: encoders, bidirectional centre cross-attention, category-regularised VAE, classifier."""
+
+    def __init__(
+        self,
+        n_genes: int,
+        n_image: int,
+        n_hidden: int,
+        n_embed: int,
+        n_heads: int,
+        n_latent: int,
+        dropout: float,
+        attention_dropout: float,
+        input_dropout: float,
+    ):
+        super().__init__()
+        self.input_dropout = nn.Dropout(float(input_dropout))
+        self.gene_encoder = _mlp(n_genes, n_hidden, n_embed, dropout)
+        self.image_encoder = _mlp(n_image, n_hidden, n_embed, dropout) if n_image > 0 else None
+        self.token_norm = nn.LayerNorm(n_embed, elementwise_affine=False)
+        self.attn_gene_from_image = _CentreCrossAttention(n_embed, n_heads, attention_dropout)
+        self.attn_image_from_gene = _CentreCrossAttention(n_embed, n_heads, attention_dropout)
+        self.fuse = nn.Sequential(nn.Linear(2 * n_embed, n_embed), nn.LayerNorm(n_embed))
+        h_vae = max(n_latent, n_embed // 2)
+        self.vae_encoder = nn.Sequential(nn.Linear(n_embed, h_vae), nn.ReLU(), nn.Linear(h_vae, 2 * n_latent))
+        self.vae_decoder = nn.Sequential(nn.Linear(n_latent, h_vae), nn.ReLU(), nn.Linear(h_vae, n_embed))
+        self.prior_means = nn.Parameter(0.01 * torch.randn(2, n_latent))
+        self.classifier = nn.Sequential(nn.Linear(2 * n_latent, n_latent), nn.ReLU(), nn.Linear(n_latent, 1))
+
+    @staticmethod
+    def _encode(encoder, x: torch.Tensor, nbr: torch.Tensor | None, drop: nn.Module | None = None):
+        """Apply ``encoder`` to ``(B, k, F)`` rows, once per distinct spot when the row numbers ``nbr`` are known."""
+        if nbr is None:
+            return encoder(drop(x) if drop is not None else x)
+        uniq, inv = torch.unique(nbr.reshape(-1), return_inverse=True)
+        pos = torch.empty(len(uniq), dtype=torch.long, device=x.device)
+        pos.scatter_(0, inv, torch.arange(inv.numel(), device=x.device))
+        rows = x.reshape(-1, x.shape[-1])[pos]
+        enc = encoder(drop(rows) if drop is not None else rows)
+        return enc[inv].reshape(*x.shape[:-1], enc.shape[-1])
+
+    def tokens(self, x: torch.Tensor, h: torch.Tensor | None, hmask: torch.Tensor | None, nbr=None):
+        """Gene and image tokens ``(B, k, d)``; the image token falls back to the gene token where absent."""
+        tg = self.token_norm(self._encode(self.gene_encoder, x, nbr, self.input_dropout))
+        if self.image_encoder is None or h is None:
+            return tg, tg, None
+        th = self.token_norm(self._encode(self.image_encoder, h, nbr))
+        present = hmask if hmask is not None else torch.ones(th.shape[:-1], device=th.device)
+        th = torch.where(present[..., None] > 0.5, th, tg)
+        return tg, th, present
+
+    def forward(self, x, h, hmask, nbr, stage: str) -> dict:
+        tg, th, present = self.tokens(x, h, hmask, nbr)
+        tg0, th0 = tg[:, 0], th[:, 0]
+        present0 = present[:, 0] if present is not None else None
+        out = {"tg0": tg0, "th0": th0, "present0": present0}
+        if stage == "align":
+            return out
+        c_g, a_g = self.attn_gene_from_image(tg0, th)  # gene query over the neighbourhood's image tokens
+        c_h, a_h = self.attn_image_from_gene(th0, tg)  # image query over the neighbourhood's gene tokens
+        fused = self.fuse(torch.cat([c_g, c_h], dim=-1))
+        qm, qlv = self.vae_encoder(fused).chunk(2, dim=-1)
+        qlv = qlv.clamp(-10.0, 10.0)
+        z = qm + torch.randn_like(qm) * torch.exp(0.5 * qlv) if self.training else qm
+        logit = self.classifier(torch.cat([qm, qlv], dim=-1)).squeeze(-1)
+        out.update(fused=fused, qm=qm, qlv=qlv, z=z, logit=logit, attention_gene=a_g, attention_image=a_h)
+        return out
+
+
+def _members_prefix_hook(module, state_dict, prefix, *args, **kwargs):
+    """Load a single-network state dict (saved before ``n_members`` existed) into member 0."""
+    if any(k.startswith(prefix + "members.") for k in state_dict):
+        return
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        state_dict[prefix + "members.0." + key[len(prefix) :]] = state_dict.pop(key)
+
+
 class SpaCRDModule(BaseModuleClass):
-    """The SpaCRD network (tensor-only).
+    """The SpaCRD network (tensor-only), optionally an ensemble of ``n_members`` independently initialised copies.
 
     Stage ``"align"``: gene and image encoders aligned by symmetric InfoNCE over spots that have histology
     features. Stage ``"detect"``: bidirectional cross-attention between the centre spot's tokens and its
@@ -85,6 +162,11 @@ class SpaCRDModule(BaseModuleClass):
     learnable class means (held apart by a bounded hinge ``relu(margin - ||mu0 - mu1||)``); a classifier on
     ``(mu, log var)``. For ``epoch < n_warmup_epochs`` only the VAE loss trains, then
     ``BCE + vae_weight * VAE (+ contrastive_weight * InfoNCE)``.
+
+    With ``n_members > 1`` the module holds that many networks, each drawn from its own initialisation and trained
+    on the same minibatches with its own loss (the losses are summed); the logit is the mean of the members'
+    logits. An ensemble over initialisations averages out the large seed-to-seed spread of a single network
+    trained on a few sections.
 
     Missing histology (expression-only sections, or NaN rows) is handled per spot: the image token of a spot
     without features is replaced by its gene token, which stage 1 aligned to the image space. With no image at all
@@ -125,12 +207,14 @@ class SpaCRDModule(BaseModuleClass):
         Stage-2 epochs that train the VAE loss only.
     input_dropout
         Dropout on the gene features (masks genes at random during training; helps transfer to new sections).
+    n_members
+        Number of networks in the ensemble (the paper: 1).
 
     Examples
     --------
     >>> import torch
     >>> from senca.module import SpaCRDModule
-    >>> m = SpaCRDModule(n_genes=50, n_image=8)
+    >>> m = SpaCRDModule(n_genes=50, n_image=8, n_members=2)
     >>> batch = {"spacrd_x_nbr": torch.randn(4, 7, 50), "spacrd_h_nbr": torch.randn(4, 7, 8),
     ...          "spacrd_hmask_nbr": torch.ones(4, 7), "labels": torch.tensor([[0.0], [1.0], [0.0], [1.0]])}
     >>> _, _, out = m(batch)
@@ -156,14 +240,18 @@ class SpaCRDModule(BaseModuleClass):
         contrastive_weight: float = 0.1,
         n_warmup_epochs: int = 10,
         input_dropout: float = 0.0,
+        n_members: int = 1,
     ):
         super().__init__()
         if n_embed % n_heads:
             raise ValueError(f"n_embed={n_embed} must be divisible by n_heads={n_heads}.")
         if n_genes < 1:
             raise ValueError(f"n_genes must be >= 1, got {n_genes}.")
+        if int(n_members) < 1:
+            raise ValueError(f"n_members must be >= 1, got {n_members}.")
         self.n_genes = int(n_genes)
         self.n_image = int(n_image)
+        self.n_members = int(n_members)
         self.temperature = float(temperature)
         self.margin = float(margin)
         self.margin_weight = float(margin_weight)
@@ -172,41 +260,21 @@ class SpaCRDModule(BaseModuleClass):
         self.contrastive_weight = float(contrastive_weight)
         self.n_warmup_epochs = int(n_warmup_epochs)
         self.stage = "detect"
-
-        self.input_dropout = nn.Dropout(float(input_dropout))
-        self.gene_encoder = _mlp(self.n_genes, n_hidden, n_embed, dropout)
-        self.image_encoder = _mlp(self.n_image, n_hidden, n_embed, dropout) if self.n_image > 0 else None
-        self.token_norm = nn.LayerNorm(n_embed, elementwise_affine=False)
-        self.attn_gene_from_image = _CentreCrossAttention(n_embed, n_heads, attention_dropout)
-        self.attn_image_from_gene = _CentreCrossAttention(n_embed, n_heads, attention_dropout)
-        self.fuse = nn.Sequential(nn.Linear(2 * n_embed, n_embed), nn.LayerNorm(n_embed))
-        h_vae = max(n_latent, n_embed // 2)
-        self.vae_encoder = nn.Sequential(nn.Linear(n_embed, h_vae), nn.ReLU(), nn.Linear(h_vae, 2 * n_latent))
-        self.vae_decoder = nn.Sequential(nn.Linear(n_latent, h_vae), nn.ReLU(), nn.Linear(h_vae, n_embed))
-        self.prior_means = nn.Parameter(0.01 * torch.randn(2, n_latent))
-        self.classifier = nn.Sequential(nn.Linear(2 * n_latent, n_latent), nn.ReLU(), nn.Linear(n_latent, 1))
-
-    # ------------------------------------------------------------------ tokens
-    def _encode(self, encoder, x: torch.Tensor, nbr: torch.Tensor | None, drop: nn.Module | None = None):
-        """Apply ``encoder`` to ``(B, k, F)`` rows, once per distinct spot when the row numbers ``nbr`` are known."""
-        if nbr is None:
-            return encoder(drop(x) if drop is not None else x)
-        uniq, inv = torch.unique(nbr.reshape(-1), return_inverse=True)
-        pos = torch.empty(len(uniq), dtype=torch.long, device=x.device)
-        pos.scatter_(0, inv, torch.arange(inv.numel(), device=x.device))
-        rows = x.reshape(-1, x.shape[-1])[pos]
-        enc = encoder(drop(rows) if drop is not None else rows)
-        return enc[inv].reshape(*x.shape[:-1], enc.shape[-1])
-
-    def _tokens(self, x: torch.Tensor, h: torch.Tensor | None, hmask: torch.Tensor | None, nbr=None):
-        """Gene and image tokens ``(B, k, d)``; the image token falls back to the gene token where absent."""
-        tg = self.token_norm(self._encode(self.gene_encoder, x, nbr, self.input_dropout))
-        if self.image_encoder is None or h is None:
-            return tg, tg, None
-        th = self.token_norm(self._encode(self.image_encoder, h, nbr))
-        present = hmask if hmask is not None else torch.ones(th.shape[:-1], device=th.device)
-        th = torch.where(present[..., None] > 0.5, th, tg)
-        return tg, th, present
+        self.members = nn.ModuleList(
+            _SpaCRDNet(
+                self.n_genes,
+                self.n_image,
+                n_hidden,
+                n_embed,
+                n_heads,
+                n_latent,
+                dropout,
+                attention_dropout,
+                input_dropout,
+            )
+            for _ in range(self.n_members)
+        )
+        self._register_load_state_dict_pre_hook(_members_prefix_hook, with_module=True)
 
     def _get_inference_input(self, tensors):
         return {
@@ -221,7 +289,7 @@ class SpaCRDModule(BaseModuleClass):
 
     @auto_move_data
     def inference(self, x, h=None, hmask=None, nbr=None) -> dict:
-        """Encode a neighbourhood minibatch.
+        """Encode a neighbourhood minibatch with every member.
 
         Parameters
         ----------
@@ -237,74 +305,76 @@ class SpaCRDModule(BaseModuleClass):
 
         Returns
         -------
-        Dict with the centre tokens ``tg0``/``th0``, centre image mask ``present0``, fused vector ``fused``,
-        VAE posterior ``qm``/``qlv``, sample ``z``, classifier ``logit`` ``(B,)`` and the two attention maps.
+        Dict with ``members`` (one dict per member: centre tokens ``tg0``/``th0``, centre image mask
+        ``present0``, fused vector ``fused``, VAE posterior ``qm``/``qlv``, sample ``z``, classifier ``logit``
+        ``(B,)`` and the two attention maps), ``z`` (the members' samples) and, in the detection stage, ``logit``:
+        the mean of the members' logits.
         """
-        tg, th, present = self._tokens(x, h, hmask, nbr)
-        tg0, th0 = tg[:, 0], th[:, 0]
-        present0 = present[:, 0] if present is not None else None
-        out = {"tg0": tg0, "th0": th0, "present0": present0}
-        if self.stage == "align":
-            return out
-        c_g, a_g = self.attn_gene_from_image(tg0, th)  # gene query over the neighbourhood's image tokens
-        c_h, a_h = self.attn_image_from_gene(th0, tg)  # image query over the neighbourhood's gene tokens
-        fused = self.fuse(torch.cat([c_g, c_h], dim=-1))
-        qm, qlv = self.vae_encoder(fused).chunk(2, dim=-1)
-        qlv = qlv.clamp(-10.0, 10.0)
-        z = qm + torch.randn_like(qm) * torch.exp(0.5 * qlv) if self.training else qm
-        logit = self.classifier(torch.cat([qm, qlv], dim=-1)).squeeze(-1)
-        out.update(fused=fused, qm=qm, qlv=qlv, z=z, logit=logit, attention_gene=a_g, attention_image=a_h)
+        members = [net(x, h, hmask, nbr, self.stage) for net in self.members]
+        out = {"members": members, "z": [m.get("z") for m in members] if self.stage != "align" else None}
+        if self.stage != "align":
+            out["logit"] = torch.stack([m["logit"] for m in members]).mean(0)
         return out
 
     @auto_move_data
     def generative(self, z=None) -> dict:
-        """Decode the latent back to the fused vector (``None`` in the alignment stage)."""
+        """Decode each member's latent back to its fused vector (``None`` in the alignment stage)."""
         if z is None:
             return {"recon": None}
-        return {"recon": self.vae_decoder(z)}
+        return {"recon": [net.vae_decoder(zi) for net, zi in zip(self.members, z, strict=True)]}
 
-    def _contrastive(self, inference_outputs) -> torch.Tensor:
-        present = inference_outputs["present0"]
-        tg0 = inference_outputs["tg0"]
+    def _contrastive(self, out) -> torch.Tensor:
+        present = out["present0"]
+        tg0 = out["tg0"]
         if present is None:
             return tg0.sum() * 0.0
         keep = present > 0.5
         if int(keep.sum()) < 2:
             return tg0.sum() * 0.0
-        return info_nce(inference_outputs["th0"][keep], tg0[keep], self.temperature)
+        return info_nce(out["th0"][keep], tg0[keep], self.temperature)
 
-    def loss(self, tensors, inference_outputs, generative_outputs, epoch: int | None = None) -> LossOutput:
-        """Stage-dependent loss (see the class docstring)."""
-        n = inference_outputs["tg0"].shape[0]
-        nce = self._contrastive(inference_outputs)
-        if self.stage == "align":
-            return LossOutput(loss=nce, n_obs_minibatch=n, extra_metrics={"infonce": nce.detach()})
-        y = tensors[LABEL_KEY].reshape(-1).float().to(inference_outputs["qm"].device)
-        fused = inference_outputs["fused"]
-        qm, qlv = inference_outputs["qm"], inference_outputs["qlv"]
+    def _member_loss(self, net: _SpaCRDNet, out: dict, recon_out, y, warm: bool) -> tuple:
+        nce = self._contrastive(out)
+        fused = out["fused"]
+        qm, qlv = out["qm"], out["qlv"]
         # reconstruction of the fused vector; the target is detached so the encoder cannot shrink it to a
         # constant to make reconstruction trivial
-        recon = ((generative_outputs["recon"] - fused.detach()) ** 2).mean(-1)
-        mu_y = self.prior_means[y.long()]
+        recon = ((recon_out - fused.detach()) ** 2).mean(-1)
+        mu_y = net.prior_means[y.long()]
         kl = 0.5 * (torch.exp(qlv) + (qm - mu_y) ** 2 - 1.0 - qlv).sum(-1)
-        sep = torch.linalg.vector_norm(self.prior_means[0] - self.prior_means[1])
+        sep = torch.linalg.vector_norm(net.prior_means[0] - net.prior_means[1])
         hinge = F.relu(self.margin - sep)  # bounded: no reward beyond the margin
         vae = recon.mean() + self.kl_weight * kl.mean() + self.margin_weight * hinge
-        bce = F.binary_cross_entropy_with_logits(inference_outputs["logit"], y)
-        warm = epoch is not None and epoch < self.n_warmup_epochs
+        bce = F.binary_cross_entropy_with_logits(out["logit"], y)
         if warm:
             total = vae + self.contrastive_weight * nce
         else:
             total = bce + self.vae_weight * vae + self.contrastive_weight * nce
+        return total, recon, kl, bce, nce, sep
+
+    def loss(self, tensors, inference_outputs, generative_outputs, epoch: int | None = None) -> LossOutput:
+        """Stage-dependent loss (see the class docstring), summed over the members."""
+        members = inference_outputs["members"]
+        n = members[0]["tg0"].shape[0]
+        if self.stage == "align":
+            nce = torch.stack([self._contrastive(m) for m in members])
+            return LossOutput(loss=nce.sum(), n_obs_minibatch=n, extra_metrics={"infonce": nce.mean().detach()})
+        y = tensors[LABEL_KEY].reshape(-1).float().to(members[0]["qm"].device)
+        warm = epoch is not None and epoch < self.n_warmup_epochs
+        parts = [
+            self._member_loss(net, m, r, y, warm)
+            for net, m, r in zip(self.members, members, generative_outputs["recon"], strict=True)
+        ]
+        total, recon, kl, bce, nce, sep = (torch.stack(list(p)) for p in zip(*parts, strict=True))
         return LossOutput(
-            loss=total,
-            reconstruction_loss=recon,
-            kl_local=kl,
+            loss=total.sum(),
+            reconstruction_loss=recon.sum(0),
+            kl_local=kl.sum(0),
             n_obs_minibatch=n,
             extra_metrics={
-                "bce": bce.detach(),
-                "infonce": nce.detach(),
-                "prior_separation": sep.detach(),
+                "bce": bce.mean().detach(),
+                "infonce": nce.mean().detach(),
+                "prior_separation": sep.mean().detach(),
             },
         )
 
@@ -316,7 +386,7 @@ class SpaCRDModule(BaseModuleClass):
     @torch.inference_mode()
     @auto_move_data
     def predict_logit(self, x, h=None, hmask=None, nbr=None) -> torch.Tensor:
-        """Classifier logit of the centre spot of each neighbourhood (eval mode, posterior mean).
+        """Classifier logit of the centre spot of each neighbourhood (eval mode, posterior mean, members' mean).
 
         Parameters
         ----------
