@@ -86,7 +86,7 @@ VARIANTS = {  # label-free predict settings, each scored from the same fit (the 
     "net + pooling": {"adapt": None},
     "finetune (previous default)": {"adapt": "finetune"},
     "linear, GMM call": {"threshold": "gmm"},
-    "linear, fraction 0.1": {"adapt_fraction": 0.1},
+    "linear, fraction 0.2": {"adapt_fraction": 0.2},
     "linear, fraction 0.3": {"adapt_fraction": 0.3},
     "linear, 3 pooling passes": {"n_smooth": 3},
 }
@@ -106,25 +106,30 @@ def _metrics(y, score, call) -> dict:
 
 def logreg_variants(xs, ys, xt, nbr) -> dict:
     """LogReg decision values on the target, then the same label-free steps as each SpaCRD variant."""
+    import inspect
+
     from sklearn.linear_model import LogisticRegression
 
     from senca.metrics import gmm_threshold
+    from senca.model import SpaCRD
     from senca.model._spacrd import linear_adapt, neighbor_smooth, pseudo_labels
 
+    defaults = {k: v.default for k, v in inspect.signature(SpaCRD.predict).parameters.items()}
     d = LogisticRegression(max_iter=2000).fit(xs, ys).decision_function(xt)
     groups = np.zeros(len(xt), dtype=int)
     out = {}
     for name, kw in VARIANTS.items():
-        adapt = kw.get("adapt", "linear")
+        kw = {**defaults, **kw}
+        adapt = kw["adapt"]
         if adapt == "finetune":  # nothing to fine-tune: the previous benchmark's LogReg + adapt is not repeated
             continue
-        n_smooth, fraction = kw.get("n_smooth", 2), kw.get("adapt_fraction", 0.2)
+        n_smooth, fraction = kw["n_smooth"], kw["adapt_fraction"]
         lg = d
         if adapt == "linear":
             lg = linear_adapt(xt, pseudo_labels(neighbor_smooth(d, nbr, n_smooth), groups, fraction), groups, d)
         lg = neighbor_smooth(lg, nbr, n_smooth)
         s = (lg - lg.min()) / np.ptp(lg)
-        balanced = adapt == "linear" and kw.get("threshold", "auto") != "gmm"
+        balanced = adapt == "linear" and kw["threshold"] != "gmm"
         out[name] = (s, lg >= 0 if balanced else s >= gmm_threshold(s))
     return out
 
