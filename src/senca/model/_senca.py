@@ -192,9 +192,16 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
     The embedding used for regions (``get_latent_representation()``, default ``representation="attention"``)
     is the neighbourhood cross-attention with H&E as keys and expression as values, with weights from a
     Gaussian kernel on the histology tokens (bandwidth: the median neighbour distance of the training
-    data), plus the histology tokens mixed the same way at half the spread; without an image it is the
-    spatially smoothed expression. The trained latent is ``representation="learned"``. Cluster with
+    data), plus the histology tokens mixed the same way, each weighted by its spatial autocorrelation, at the
+    expression block's spread (neither modality dominates); without an image it is the
+    spatially smoothed expression. Its weights are not trained: the trained latent is ``representation="learned"``,
+    and every learned embedding tried on her2st clustered worse (``benchmarks/explore/senca_learned``). Cluster with
     :func:`senca.tl.regions`; :meth:`get_discordance` is the functional contrast of the same attention.
+
+    Several sections set up together with a ``sample_key`` are integrated (cohort mode, ``integrate``): the expression
+    components are corrected for the section with Harmony, whose reference the model keeps, so that one region
+    caller labels every section alike and a new section is embedded without retraining
+    (:func:`senca.tl.assign_regions` then gives it the cohort's regions).
 
     Parameters
     ----------
@@ -227,8 +234,10 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         ``"neighborhood"``: decode the neighbourhood's summed counts and mean histology (default);
         ``"spot"``: decode the spot's own.
     image_block_weight
-        Spread of the histology block of the attention embedding relative to the expression block
-        (0: expression values only, H&E only as attention keys).
+        Spread of the histology block of the attention embedding relative to the expression block, before each
+        histology component is weighted by its spatial autocorrelation (0: expression values only, H&E only as
+        attention keys). 1 puts spatially structured histology on the same footing as expression; a shuffled
+        image (no spatial structure) then adds nothing but its attention keys.
     integrate
         Cohort mode: correct the expression principal components for the sample (``sample_key`` of
         :meth:`setup_anndata`) with Harmony before the neighbourhood attention, so that one region caller gives
@@ -275,7 +284,7 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         n_pcs: int = 50,
         residual: bool = True,
         reconstruct: Literal["neighborhood", "spot"] = "neighborhood",
-        image_block_weight: float = 0.5,
+        image_block_weight: float = 1.0,
         integrate: bool | None = None,
         n_integration_clusters: int | None = None,
         **module_kwargs,
@@ -770,10 +779,13 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         ``representation="attention"`` (default, used for region calling) is the neighbourhood cross-attention
         embedding: each spot's expression (principal components of the log-normalised counts) mixed with
         its neighbours' with weights set by how alike they look in H&E (a Gaussian kernel on the histology
-        tokens, uniform without an image), twice, next to the histology tokens mixed the same way at half
-        the expression block's spread. Its attention weights are not trained: on her2st, attention learned by
-        reconstruction collapsed onto one neighbour and clustered worse (see ``benchmarks/explore``).
-        ``representation="learned"`` is the trained network's fused latent ``z`` (shared encoder, learned
+        tokens, uniform without an image), twice, next to the histology tokens mixed the same way, each
+        weighted by its spatial autocorrelation and the block scaled to the expression block's spread. Its
+        attention weights are not trained: on her2st, attention learned by reconstruction collapsed onto one
+        neighbour and every learned variant clustered worse (see ``benchmarks/explore/senca_learned``). In cohort
+        mode (``integrate``) the expression components of each section are first mapped onto the model's Harmony
+        reference, whether the section was in the training data or not. ``representation="learned"`` is the
+        trained network's fused latent ``z`` (shared encoder, learned
         bidirectional cross-attention, functional contrast), used for reconstruction.
 
         Parameters

@@ -118,7 +118,7 @@ class SENCAModule(BaseModuleClass):
         kernel_bandwidth: float = 1.0,
         kernel_scale: float = 1.0,
         image_block_scale: float = 1.0,
-        image_block_weight: float = 0.5,
+        image_block_weight: float = 1.0,
         passes: int = 2,
         n_integration_clusters: int = 0,
         integration_centroids: np.ndarray | None = None,
@@ -310,7 +310,9 @@ class SENCAModule(BaseModuleClass):
         a = kernel_attention(keys, index, float(self.kernel_bandwidth) if keys is not None else 1.0, self.kernel_scale)
         z = attend(expression, index, a, self.passes)
         if keys is not None and self.image_block_weight > 0:
-            zh = attend(keys, index, a, self.passes)
+            # histology components count by their spatial structure, as the contrast below does: colour and
+            # texture variation that is not tissue (staining, noise) would otherwise split regions
+            zh = attend(keys, index, a, self.passes) * spatial_signal_weights(keys, index)
             z = torch.cat([z, (self.image_block_weight * self.image_block_scale) * zh], dim=-1)
         # the contrast counts each component by how spatially structured it is: noise components would drown it
         delta = contrast(expression, index, a) * spatial_signal_weights(expression, index)
