@@ -122,3 +122,18 @@ def test_gmm_threshold_is_not_captured_by_a_narrow_spike():
     t = gmm_threshold(s)
     assert 0.3 < t < 0.6
     assert skm.f1_score(y, s >= t) > 0.95
+
+
+def test_detection_scores_of_a_given_call():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(1)
+    y = rng.random(200) < 0.4
+    s = y + rng.normal(0, 0.8, 200)
+    call = s > 1.2
+    d = detection_scores(y, s, call=call)
+    assert d["f1"] == pytest.approx(f1_score(y, call))
+    assert d["threshold"] == pytest.approx(s[call].min())
+    assert d["auc"] == pytest.approx(detection_scores(y, s)["auc"])
+    with pytest.raises(ValueError, match="call has"):
+        detection_scores(y, s, call=call[:-1])

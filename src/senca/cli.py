@@ -676,7 +676,11 @@ def detect(
             y = _binary_labels(target_adata.obs[labels_key], positive, tgt)
             from senca.metrics import detection_scores
 
-            scores = detection_scores(y.to_numpy(), target_adata.obs["spacrd_score"].to_numpy())
+            scores = detection_scores(
+                y.to_numpy(),
+                target_adata.obs["spacrd_score"].to_numpy(),
+                call=target_adata.obs["spacrd_cancer"].to_numpy(),
+            )
             _say(_fmt_scores(scores) + f" (vs obs[{labels_key!r}] of the target)")
         with _step(f"writing {out}"):
             write_output(loaded_tgt, target_adata, out, keys=["spacrd_score", "spacrd_cancer"])

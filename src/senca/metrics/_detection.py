@@ -29,7 +29,7 @@ def _binary_labels(y_true) -> tuple[np.ndarray, np.ndarray]:
     return full, known
 
 
-def detection_scores(y_true, score, threshold: float | None = None, seed: int = 0) -> dict[str, float]:
+def detection_scores(y_true, score, threshold: float | None = None, seed: int = 0, call=None) -> dict[str, float]:
     """Score a continuous cancer score against binary labels.
 
     Parameters
@@ -44,6 +44,10 @@ def detection_scores(y_true, score, threshold: float | None = None, seed: int = 
         paper's rule; it never looks at the labels).
     seed
         Seed of the GMM threshold.
+    call
+        A binary call to score instead (boolean, one per spot; e.g. ``adata.obs["spacrd_cancer"]``, the call of
+        :meth:`senca.model.SpaCRD.predict`). F1 is then the F1 of this call, and ``threshold`` is the lowest score
+        called positive (NaN if none).
 
     Returns
     -------
@@ -78,8 +82,15 @@ def detection_scores(y_true, score, threshold: float | None = None, seed: int = 
             f"y_true has a single class ({'all positive' if n_pos else 'all negative'} over {len(y)} spots): "
             "AUC, AP and KS need both cancer and non-cancer spots."
         )
-    thr = gmm_threshold(s, seed=seed) if threshold is None else float(threshold)
-    call = s >= thr
+    if call is not None:
+        c = np.asarray(call, dtype=bool).ravel()
+        if len(c) != len(known):
+            raise ValueError(f"call has {len(c)} values but y_true has {len(known)}; pass one of each per spot.")
+        call = c[known]
+        thr = float(s[call].min()) if call.any() else float("nan")
+    else:
+        thr = gmm_threshold(s, seed=seed) if threshold is None else float(threshold)
+        call = s >= thr
     return {
         "auc": float(skm.roc_auc_score(y, s)),
         "ap": float(skm.average_precision_score(y, s)),
