@@ -178,7 +178,10 @@ adata
 # %% [markdown]
 # With `sample_key="section"` the spatial neighbourhoods stay within each section, so spots of different sections
 # never attend to each other, while one model (one embedding) covers both sections and regions are comparable
-# across them. (Call `senca.model.SENCA.setup_spatialdata(sdata, image_key=...)` to train on a SpatialData table
+# across them: with two or more sections SENCA corrects the expression for the section (Harmony) before the
+# attention, and keeps that correction, so a section added later is embedded by
+# `model.get_latent_representation(new)` and given the same regions by `senca.tl.assign_regions(new, adata)`.
+# (Call `senca.model.SENCA.setup_spatialdata(sdata, image_key=...)` to train on a SpatialData table
 # directly.) This demo trains for a few epochs only, to run in seconds; on real data leave `max_epochs` at its
 # default, chosen from the number of spots.
 

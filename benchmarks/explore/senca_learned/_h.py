@@ -10,17 +10,17 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
+import warnings
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
-from sklearn.cluster import KMeans  # noqa: E402
-from sklearn.decomposition import PCA  # noqa: E402
-from sklearn.metrics import adjusted_rand_score as ARI  # noqa: E402
-from sklearn.mixture import GaussianMixture  # noqa: E402
-from sklearn.neighbors import NearestNeighbors  # noqa: E402
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.metrics import adjusted_rand_score as ARI
+from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import NearestNeighbors
 
 warnings.filterwarnings("ignore")
 ROOT = Path(os.environ.get("SENCA_DATA_DIR", "../shared/data")) / "her2st"
@@ -46,9 +46,16 @@ def load(s):
             lbl = lbl[~lbl.index.duplicated()]
             labels = lbl["label"].reindex(cnt.index).fillna("NA").astype(str).values
         c = sp.csr_matrix(cnt.values.astype(np.float32))
-        np.savez(f, data=c.data, indices=c.indices, indptr=c.indptr, shape=np.array(c.shape),
-                 genes=np.asarray(cnt.columns, dtype=str), xy=spots[["pixel_x", "pixel_y"]].values.astype(np.float64),
-                 labels=np.asarray(labels, dtype=str))
+        np.savez(
+            f,
+            data=c.data,
+            indices=c.indices,
+            indptr=c.indptr,
+            shape=np.array(c.shape),
+            genes=np.asarray(cnt.columns, dtype=str),
+            xy=spots[["pixel_x", "pixel_y"]].values.astype(np.float64),
+            labels=np.asarray(labels, dtype=str),
+        )
     z = np.load(f, allow_pickle=True)
     d = {k: z[k] for k in z.files}
     d["counts"] = sp.csr_matrix((d.pop("data"), d.pop("indices"), d.pop("indptr")), shape=tuple(d.pop("shape")))
@@ -96,8 +103,9 @@ def cluster(emb, n, seed, n_pcs=15):
         e = PCA(n_components=n_pcs, random_state=seed, svd_solver="full").fit_transform(e)
     init = KMeans(n, random_state=seed, n_init=10).fit_predict(e)
     means = np.stack([e[init == c].mean(0) for c in range(n)])
-    gmm = GaussianMixture(n, covariance_type="tied", random_state=seed, means_init=means, reg_covar=1e-6, tol=1e-5,
-                          max_iter=1000)
+    gmm = GaussianMixture(
+        n, covariance_type="tied", random_state=seed, means_init=means, reg_covar=1e-6, tol=1e-5, max_iter=1000
+    )
     return gmm.fit_predict(e)
 
 

@@ -184,7 +184,9 @@ def nb_glmpca(S, d=30, seed=0, epochs=400, size_factor=False, lr=0.05):
     lib = np.maximum(S.lib, 1)
     xt = torch.tensor(c)
     n, g = xt.shape
-    off = torch.tensor(np.log(lib)[:, None] if size_factor else np.full((n, 1), np.log(lib.mean())), dtype=torch.float32)
+    off = torch.tensor(
+        np.log(lib)[:, None] if size_factor else np.full((n, 1), np.log(lib.mean())), dtype=torch.float32
+    )
     lx = np.log1p(c * (np.median(lib) / lib)[:, None] if size_factor else c)
     u, s, vt = np.linalg.svd(lx - lx.mean(0), full_matrices=False)
     z = torch.tensor(u[:, :d] * s[:d] / np.sqrt(n), requires_grad=True)
@@ -195,8 +197,13 @@ def nb_glmpca(S, d=30, seed=0, epochs=400, size_factor=False, lr=0.05):
     for _ in range(epochs):
         eta = off + b + z @ w.T
         mu, th = torch.exp(eta.clamp(max=15)), torch.exp(logth)
-        ll = (torch.lgamma(xt + th) - torch.lgamma(th) - torch.lgamma(xt + 1) + th * (torch.log(th) - torch.log(th + mu))
-              + xt * (torch.log(mu) - torch.log(th + mu)))
+        ll = (
+            torch.lgamma(xt + th)
+            - torch.lgamma(th)
+            - torch.lgamma(xt + 1)
+            + th * (torch.log(th) - torch.log(th + mu))
+            + xt * (torch.log(mu) - torch.log(th + mu))
+        )
         loss = -ll.mean() + 1e-3 * (z**2).mean()
         opt.zero_grad()
         loss.backward()

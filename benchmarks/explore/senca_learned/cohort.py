@@ -70,8 +70,9 @@ def caller(e, seed):
     t = pc.transform(e)
     init = KMeans(NCL, random_state=seed, n_init=10).fit_predict(t)
     means = np.stack([t[init == c].mean(0) for c in range(NCL)])
-    g = GaussianMixture(NCL, covariance_type="tied", random_state=seed, means_init=means, reg_covar=1e-6, tol=1e-5,
-                        max_iter=1000).fit(t)
+    g = GaussianMixture(
+        NCL, covariance_type="tied", random_state=seed, means_init=means, reg_covar=1e-6, tol=1e-5, max_iter=1000
+    ).fit(t)
     return lambda z: g.predict(pc.transform(z))
 
 
@@ -118,7 +119,9 @@ def pca50(x, fit_rows=None):
     return PCA(50, svd_solver="full", random_state=0).fit(fit - m).transform(x - m)
 
 
-print("| cohort embedding (smoothed within sections) | pooled ARI A1-D1 | A1 | B1 | C1 | D1 |\n|---|---|---|---|---|---|")
+print(
+    "| cohort embedding (smoothed within sections) | pooled ARI A1-D1 | A1 | B1 | C1 | D1 |\n|---|---|---|---|---|---|"
+)
 Z = pca50(X)
 report("cohort PCA (baseline)", Z)
 zc = X.copy()

@@ -26,4 +26,6 @@ for s in ALL:
         za = za[S.idx].mean(1)
         loss.append(((zb - za) ** 2).sum(1).mean())
     loss = np.array(loss)
-    print(f"| {s} | {np.median(S.lib):.0f} | {int(np.argmin(loss))} | {' '.join(f'{v:.2f}' for v in loss / loss.min())} |")
+    print(
+        f"| {s} | {np.median(S.lib):.0f} | {int(np.argmin(loss))} | {' '.join(f'{v:.2f}' for v in loss / loss.min())} |"
+    )

@@ -52,24 +52,51 @@ def regress_library(x, lib):
     return x - a @ np.linalg.lstsq(a, x, rcond=None)[0]
 
 
-evaluate("PCs weighted by spatial autocorrelation, smoothed", lambda S, sd: smooth(pca(S.logx) * moran(pca(S.logx), S.idx), S.idx, 2))
+evaluate(
+    "PCs weighted by spatial autocorrelation, smoothed",
+    lambda S, sd: smooth(pca(S.logx) * moran(pca(S.logx), S.idx), S.idx, 2),
+)
 evaluate("MULTISPATI axes (spatially lagged covariance), smoothed", lambda S, sd: smooth(multispati(S), S.idx, 2))
 evaluate("log1p(x * median library / library), smoothed", lambda S, sd: smooth(pca(log_median(S)), S.idx, 2))
-evaluate("log-normalised with log library regressed out, smoothed", lambda S, sd: smooth(pca(regress_library(S.logx, S.lib)), S.idx, 2))
+evaluate(
+    "log-normalised with log library regressed out, smoothed",
+    lambda S, sd: smooth(pca(regress_library(S.logx, S.lib)), S.idx, 2),
+)
 
 # -- learned
-evaluate("NB GLM-PCA (d 30, mean-library offset), smoothed", lambda S, sd: smooth(once(("glm", S.name), lambda: nb_glmpca(S)), S.idx, 2))
-evaluate("count-splitting trained attention (kernel + learned logits)", lambda S, sd: once(("cs", S.name), lambda: count_split_attention(S))[0])
+evaluate(
+    "NB GLM-PCA (d 30, mean-library offset), smoothed",
+    lambda S, sd: smooth(once(("glm", S.name), lambda: nb_glmpca(S)), S.idx, 2),
+)
+evaluate(
+    "count-splitting trained attention (kernel + learned logits)",
+    lambda S, sd: once(("cs", S.name), lambda: count_split_attention(S))[0],
+)
 for s in LABELLED:
-    print(f"  {s}: mean self weight of the trained attention {once(('cs', s), lambda s=s: count_split_attention(sec(s)))[1]:.2f} (baseline 0.15)")
-evaluate("spatial IIC heads on smoothed PCA (soft assignments)", lambda S, sd: once(("iic", S.name), lambda: spatial_iic(S, smooth(pca(S.logx), S.idx, 2)))[1])
-evaluate("spatial IIC heads on PCA (soft assignments)", lambda S, sd: once(("iic0", S.name), lambda: spatial_iic(S, pca(S.logx)))[1])
-evaluate("VICReg, neighbour positives, thinned views", lambda S, sd: smooth(once(("vic", S.name), lambda: spatial_ssl(S)), S.idx, 1))
-evaluate("InfoNCE, neighbour positives, thinned views", lambda S, sd: smooth(once(("nce", S.name), lambda: spatial_ssl(S, "nce")), S.idx, 1))
+    w = once(("cs", s), lambda s=s: count_split_attention(sec(s)))[1]
+    print(f"  {s}: mean self weight of the trained attention {w:.2f} (baseline 0.15)")
+evaluate(
+    "spatial IIC heads on smoothed PCA (soft assignments)",
+    lambda S, sd: once(("iic", S.name), lambda: spatial_iic(S, smooth(pca(S.logx), S.idx, 2)))[1],
+)
+evaluate(
+    "spatial IIC heads on PCA (soft assignments)",
+    lambda S, sd: once(("iic0", S.name), lambda: spatial_iic(S, pca(S.logx)))[1],
+)
+evaluate(
+    "VICReg, neighbour positives, thinned views",
+    lambda S, sd: smooth(once(("vic", S.name), lambda: spatial_ssl(S)), S.idx, 1),
+)
+evaluate(
+    "InfoNCE, neighbour positives, thinned views",
+    lambda S, sd: smooth(once(("nce", S.name), lambda: spatial_ssl(S, "nce")), S.idx, 1),
+)
 
 # -- depth: a third of the counts (the depth of the held-out sections)
 for p in (1, 2, 3, 4):
     evaluate(
         f"[0.3 depth] baseline with {p} passes",
-        lambda S, sd, p=p: smooth(pca(lognorm(thinned_counts(S, 0.3), S.cols, np.asarray(thinned_counts(S, 0.3).sum(1)).ravel())), S.idx, p),
+        lambda S, sd, p=p: smooth(
+            pca(lognorm(thinned_counts(S, 0.3), S.cols, np.asarray(thinned_counts(S, 0.3).sum(1)).ravel())), S.idx, p
+        ),
     )
