@@ -221,8 +221,8 @@ def dump_json(obj, path: Path) -> None:
 
 # --------------------------------------------------------------------------------------------------- her2st
 def data_dir() -> Path:
-    """``$SENCA_DATA_DIR`` (default ``/work/shared/data``)."""
-    return Path(os.environ.get("SENCA_DATA_DIR", "/work/shared/data"))
+    """``$SENCA_DATA_DIR`` (default ``/work/shared/data``), made absolute: isolated runs start in a temporary folder."""
+    return Path(os.environ.get("SENCA_DATA_DIR", "/work/shared/data")).expanduser().resolve()
 
 
 def labelled_sections() -> list[str]:
