@@ -19,7 +19,7 @@ def senca_data_dir() -> Path:
     root = os.environ.get("SENCA_DATA_DIR")
     if not root:
         pytest.skip("SENCA_DATA_DIR is not set: real-data tests skipped")
-    path = Path(root)
+    path = Path(root).resolve()
     if not (path / "her2st").is_dir():
         pytest.skip(f"SENCA_DATA_DIR={root} has no her2st/ folder")
     return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -39,8 +40,14 @@ def test_protocol_helpers():
     assert _common.fmt_mean_std([0.25]) == "0.250"
 
 
-def test_regions_quick_on_a1_caches_and_reports(senca_data_dir, tmp_path):
-    """The documented smoke command on real data: A1, one seed, the smoothed-PCA baseline; reruns hit the cache."""
+def test_regions_quick_on_a1_caches_and_reports(senca_data_dir, tmp_path, monkeypatch):
+    """The documented smoke command on real data: A1, one seed, the smoothed-PCA baseline; reruns hit the cache.
+
+    Run as the README runs it: from the repository root with a *relative* ``SENCA_DATA_DIR`` (``../shared/data`` in a
+    checkout beside ``shared/``), while the benchmark's children start in temporary folders.
+    """
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("SENCA_DATA_DIR", os.path.relpath(senca_data_dir, REPO))
     out = tmp_path / "runs"
     args = ["--quick", "--methods", "smoothed_pca", "--out", str(out), "--no-report"]
     assert bregions.main(args) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import os
 import re
 import shutil
 import struct
@@ -144,6 +145,21 @@ def test_b1_without_image_and_the_error_with_one(senca_data_dir):
     c1 = senca.datasets.her2st("C1", image=None, data_dir=senca_data_dir / "her2st", download=False)
     assert c1.shape == (176, 15557)
     assert c1.obs["pathologist"].notna().all()
+
+
+def test_relative_data_dir_is_resolved_where_read(senca_data_dir, tmp_path, monkeypatch):
+    """A relative $SENCA_DATA_DIR (the README's ``../shared/data``) is made absolute when read, and reads work."""
+    work = tmp_path / "checkout"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("SENCA_DATA_DIR", os.path.relpath(senca_data_dir, work))
+    assert dict(_fetch.search_roots("her2st", None))["$SENCA_DATA_DIR"] == senca_data_dir / "her2st"
+    assert _fetch.data_env_dir().is_absolute()
+    b1 = senca.datasets.her2st("B1", image=None, download=False)
+    assert b1.shape == (295, 15109)
+    with pytest.raises(FileNotFoundError) as err:
+        senca.datasets.her2st("B1", image="hires", download=False)
+    assert str(senca_data_dir / "her2st" / "ST-imgs") in str(err.value)  # the absolute path, usable elsewhere
 
 
 def test_missing_files_error_names_every_place(tmp_path, monkeypatch):

@@ -69,15 +69,26 @@ def remote_url(path: str) -> str | None:
     return base + rel
 
 
+def data_env_dir() -> Path | None:
+    """``$SENCA_DATA_DIR`` as an absolute path (``None`` when unset).
+
+    A relative value (the README's ``SENCA_DATA_DIR=../shared/data``) is resolved here, against the working folder
+    of the process that reads it, so that paths handed on (error messages, child processes that start in another
+    folder) still point at the same data.
+    """
+    env = os.environ.get(_DATA_ENV)
+    return Path(env).expanduser().resolve() if env else None
+
+
 def search_roots(dataset: str, data_dir: str | os.PathLike | None) -> list[tuple[str, Path | None]]:
     """``[(label, dataset folder or None)]`` in search order: ``data_dir``, ``$SENCA_DATA_DIR``, cache."""
     roots: list[tuple[str, Path | None]] = []
     if data_dir is not None:
-        d = Path(data_dir).expanduser()
+        d = Path(data_dir).expanduser().resolve()
         # accept the parent of the dataset folder or the dataset folder itself
         roots.append(("data_dir", d if d.name == dataset and not (d / dataset).is_dir() else d / dataset))
-    env = os.environ.get(_DATA_ENV)
-    roots.append((f"${_DATA_ENV}", Path(env).expanduser() / dataset if env else None))
+    env = data_env_dir()
+    roots.append((f"${_DATA_ENV}", env / dataset if env else None))
     roots.append(("cache", cache_dir() / dataset))
     return roots
 
