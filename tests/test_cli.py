@@ -184,7 +184,7 @@ def test_detect_non_binary_labels_need_positive(section, section_with_features, 
         "detect", "--train", section_with_features, "--target", section, "-o", tmp_path / "o.h5ad",
         "--labels-key", "region",
     )  # fmt: skip
-    _assert_one_line_error(result, "not binary", "--positive")
+    _assert_one_line_error(result, "Cannot tell which label is the cancer class", "--positive")
 
 
 def test_detect_target_is_not_a_training_section(section, tmp_path):
@@ -360,9 +360,10 @@ def test_detect_command_scores_the_target(tmp_path):
     plain = tmp_path / "plain.h5ad"
     result = _run(
         "detect", "--train", paths[0], paths[1], "--target", paths[2], "-o", plain, "--labels-key", "tissue",
-        "--positive", "tumour", "--max-epochs", "3", "--min-shared-genes", "50", "--accelerator", "cpu", "--no-adapt",
+        "--max-epochs", "3", "--min-shared-genes", "50", "--accelerator", "cpu", "--no-adapt",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert "cancer = ['tumour']" in result.stderr  # without --positive: the class named tumour, said (shared rule)
     assert not np.allclose(ad.read_h5ad(plain).obs["spacrd_score"].to_numpy(), score)
 
 

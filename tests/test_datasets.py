@@ -237,6 +237,72 @@ def _copy_section(src: Path, dst: Path, section: str) -> Path:
     return dst / "her2st" / f"ST-cnts/{section}.tsv.gz"
 
 
+def _quirky_label_file(spots: pd.DataFrame, path: Path, crlf: bool) -> pd.Series:
+    """A label file written like the original ones (adjusted float x, y) with the quirks of real files.
+
+    Returns the labels the reader must keep, by spot id.
+    """
+    good = spots.iloc[:40]
+    classes = np.array(["invasive cancer", "connective tissue", "immune infiltrate"])
+    labels = classes[np.arange(len(good)) % 3]
+    rows = [
+        f"{sx}x{sy}\t{x + 0.02:.3f}\t{y - 0.03:.3f}\t{px}\t{py}\t{lab}"
+        for (sx, sy, x, y, px, py), lab in zip(
+            good[["x", "y", "x", "y", "pixel_x", "pixel_y"]].itertuples(index=False), labels, strict=True
+        )
+    ]
+    first = good.iloc[0]
+    rows += [
+        "1379x6121\tNA\tNA\tNA\tNA\timmune infiltrate",  # no coordinates (E1-H1 of the original repository)
+        "1380x6122\t NA\tNA \tNA\tNA\tundetermined",
+        f"dup\t{first['x'] + 0.01}\t{first['y']}\t0\t0\tadipose tissue",  # a spot labelled twice: the first wins
+        "nocount\t99.0\t99.0\t0\t0\tinvasive cancer",  # no count row
+        f"nolabel\t{good.iloc[1]['x']}\t{good.iloc[1]['y']}\t0\t0\t",  # no label
+    ]
+    rows = [r + "  " for r in rows]  # trailing whitespace
+    text = "\n".join(["Row.names\tx\ty\tpixel_x\tpixel_y\tlabel", *rows]) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.replace("\n", "\r\n" if crlf else "\n").encode())
+    ids = good["x"].astype(str) + "x" + good["y"].astype(str)
+    return pd.Series(labels, index=ids.to_numpy())
+
+
+@pytest.mark.parametrize("crlf", [False, True], ids=["lf", "crlf"])
+def test_label_file_quirks_are_skipped_with_one_warning(senca_data_dir, tmp_path, monkeypatch, crlf):
+    """Rows with NA coordinates, no label, a repeated spot or no count row are skipped and counted once."""
+    monkeypatch.delenv("SENCA_DATA_DIR", raising=False)
+    _copy_section(senca_data_dir, tmp_path, "B2")
+    spots = pd.read_csv(tmp_path / "her2st/ST-spotfiles/B2_selection.tsv", sep="\t")
+    expected = _quirky_label_file(spots, tmp_path / "her2st/ST-pat/lbl/B2_labeled_coordinates.tsv", crlf)
+    with pytest.warns(UserWarning, match="B2_labeled_coordinates") as record:
+        b2 = senca.datasets.her2st("B2", image=None, data_dir=tmp_path)
+    msgs = [str(w.message) for w in record if "B2_labeled_coordinates" in str(w.message)]
+    assert len(msgs) == 1, msgs
+    assert "5 of the 45 rows" in msgs[0]
+    for reason in ("2 with no coordinates (NA)", "1 with no label", "1 with a repeated spot", "1 with no count row"):
+        assert reason in msgs[0], msgs[0]
+    got = b2.obs["pathologist"].dropna()
+    assert len(got) == 40
+    pd.testing.assert_series_equal(got.astype(str), expected.loc[got.index], check_names=False)
+    assert set(b2.obs["pathologist"].cat.categories) == {"invasive cancer", "connective tissue", "immune infiltrate"}
+    # the label reader alone: the same rows, the same one warning (it cannot know the count rows)
+    with pytest.warns(UserWarning, match="4 of the 45 rows") as record:
+        labels = senca.datasets.her2st_labels("B2", data_dir=tmp_path)
+    assert len([w for w in record if "B2_labeled" in str(w.message)]) == 1
+    assert len(labels) == 41
+    assert "99x99" in labels.index
+
+
+def test_registered_labels_absent_offline_load_without_labels(senca_data_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("SENCA_DATA_DIR", raising=False)
+    _copy_section(senca_data_dir, tmp_path, "E1")
+    with pytest.warns(UserWarning, match=r"labels of her2st section E1 are published.*without obs\['pathologist'\]"):
+        e1 = senca.datasets.her2st("E1", image=None, data_dir=tmp_path, download=False)
+    assert "pathologist" not in e1.obs
+    assert e1.n_obs > 0
+    assert "E1_labeled_coordinates.tsv" in " ".join(f"{p} {_fetch.registry()[p]}" for p in _fetch.registry())
+
+
 def test_corrupt_files_raise_clear_errors(senca_data_dir, tmp_path, monkeypatch):
     monkeypatch.delenv("SENCA_DATA_DIR", raising=False)
     counts = _copy_section(senca_data_dir, tmp_path, "B2")
@@ -284,7 +350,8 @@ def test_section_listing(senca_data_dir, tmp_path, monkeypatch):
     monkeypatch.delenv("SENCA_DATA_DIR", raising=False)
     assert senca.datasets.her2st_sections("all", data_dir=tmp_path, local_only=True) == []
     # with nothing local, the registered (downloadable) sections are listed
-    assert senca.datasets.her2st_sections("labels", data_dir=tmp_path) == ["A1", "B1", "C1", "D1"]
+    labelled = ["A1", "B1", "C1", "D1", "E1", "F1", "G2", "H1"]
+    assert senca.datasets.her2st_sections("labels", data_dir=tmp_path) == labelled
     assert senca.datasets.her2st_sections("image", data_dir=tmp_path) == images
     _copy_section(senca_data_dir, tmp_path, "E2")
     assert senca.datasets.her2st_sections("all", data_dir=tmp_path, local_only=True) == ["E2"]
@@ -295,8 +362,8 @@ def test_label_readers(a1, senca_data_dir):
     assert len(labels) == 348
     assert labels.name == "pathologist"
     assert labels.reindex(a1.obs_names).equals(a1.obs["pathologist"].set_axis(a1.obs_names))
-    with pytest.raises(FileNotFoundError, match="Sections with labels: A1, B1, C1, D1"):
-        senca.datasets.her2st_labels("E1")
+    with pytest.raises(FileNotFoundError, match="Sections with labels: A1, B1, C1, D1, E1, F1, G2, H1"):
+        senca.datasets.her2st_labels("E1")  # registered, but absent here and downloads are off
     y = senca.datasets.spacrd_labels("A1")
     assert len(y) == 346
     assert int(y.sum()) == 311
@@ -316,7 +383,10 @@ def test_registry_matches_dims_list(senca_data_dir):
         ]
         rows.append(tuple(ints[:3]))
     assert rows == list(HER2ST_FULLRES_DIMS.values())
+    held_out = {f"her2st/ST-pat/lbl/{s}_labeled_coordinates.tsv" for s in ("E1", "F1", "G2", "H1", "J1")}
     for path, (_sha, size) in _fetch.registry().items():
         local = senca_data_dir / path
+        if path in held_out and not local.exists():  # registered, kept out of the shared data for evaluation
+            continue
         assert local.stat().st_size == size, path
     _fetch.verify(senca_data_dir / "her2st/ST-imgs/C/C2/5714_HE_BT_C2.jpg", "her2st/ST-imgs/C/C2/5714_HE_BT_C2.jpg")

@@ -176,25 +176,29 @@ def test_spacrd_nan_features_mark_missing_images_but_inf_is_rejected():
         SpaCRD.setup_anndata(adata, layer="counts", image_key="X_histology", labels_key="cancer")
 
 
-def test_duplicated_obs_names_work_positionally():
-    """Duplicated obs names (e.g. two sections concatenated by hand): everything senca does is positional, so the
-    neighbour index, the histology features and the regions equal those of the same data with unique names."""
-    ref = _tissue(60, image=True)
-    dup = ref.copy()
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_duplicated_obs_names_are_refused_at_setup(tmp_path):
+    """Results go back by spot name (SpatialData tables, CLI outputs, label joins): repeated names are refused in
+    both setups and by the command line, naming the fix; nothing is changed on the way."""
+    adata = _labelled(60)
+    _duplicate_names(adata)
+    for setup, kw in ((SENCA.setup_anndata, {}), (SpaCRD.setup_anndata, {"labels_key": "cancer"})):
+        with pytest.raises(ValueError, match=r"repeated.*adata\.obs_names_make_unique\(\)"):
+            setup(adata, layer="counts", **kw)
+    assert not adata.obs_names.is_unique
+    assert "senca_knn" not in adata.obsm
+    assert "_spacrd_label" not in adata.obs
+    adata.obs_names_make_unique()  # the named fix works
+    SENCA.setup_anndata(adata, layer="counts")
+    SpaCRD.setup_anndata(adata, layer="counts", labels_key="cancer")
+    dup = _labelled(60)
     _duplicate_names(dup)
-    for a in (ref, dup):
-        SENCA.setup_anndata(a, layer="counts", image_key="X_histology")
-        senca.im.extract_features(a, key_added="h", progress=False)
-        a.obsm["X_senca"] = np.random.default_rng(0).normal(size=(a.n_obs, 4))
-        senca.tl.regions(a, n_regions=3)
-    np.testing.assert_array_equal(dup.obsm["senca_knn"], ref.obsm["senca_knn"])
-    np.testing.assert_array_equal(dup.obsm["h"], ref.obsm["h"])
-    np.testing.assert_array_equal(dup.obs["senca_region"].to_numpy(), ref.obs["senca_region"].to_numpy())
-    SpaCRD.setup_anndata(_labelled(60), layer="counts", image_key="X_histology", labels_key="cancer")
-    labelled = _labelled(60)
-    _duplicate_names(labelled)
-    SpaCRD.setup_anndata(labelled, layer="counts", image_key="X_histology", labels_key="cancer")
-    np.testing.assert_array_equal(labelled.obs["_spacrd_label"].to_numpy(), labelled.obs["cancer"].to_numpy())
+    dup.write_h5ad(tmp_path / "dup.h5ad")
+    result = _cli(["regions", str(tmp_path / "dup.h5ad"), "-o", str(tmp_path / "out.h5ad"), "--no-image"])
+    assert result.exit_code == 1
+    assert "obs_names_make_unique()" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out.h5ad").exists()
 
 
 def test_fewer_spots_than_neighbours():
@@ -224,6 +228,92 @@ def test_label_column_with_nan_labels():
     adata.obs.iloc[3, adata.obs.columns.get_loc("cancer")] = np.nan
     with pytest.raises(ValueError, match="(?i)missing|NaN"):
         SpaCRD.setup_anndata(adata, layer="counts", labels_key="cancer")
+
+
+# the contract's label columns (DESIGN.md section 1: labels_key="cancer"): one rule for SpaCRD and `senca detect`
+LABEL_COLUMNS = {
+    "cancer/other": (["cancer", "other"], "cancer"),
+    "tumour/normal": (["Tumour", "normal"], "Tumour"),
+    "tumor/non-tumor": (["tumor", "non-tumor"], "tumor"),
+    "her2st classes": (["invasive cancer", "connective tissue"], "invasive cancer"),
+    "malignant/benign": (["malignant", "benign tumour"], "malignant"),
+    "bool": ([True, False], True),
+    "0/1": ([1, 0], 1),
+    "0.0/1.0": ([1.0, 0.0], 1.0),
+    "true/false text": (["TRUE", "false"], "TRUE"),
+    "0/1 text": (["1", "0"], "1"),
+}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("case", list(LABEL_COLUMNS))
+def test_spacrd_and_cli_share_the_label_rule(case, caplog):
+    from senca.cli import _binary_labels
+
+    (pos, neg), taken = LABEL_COLUMNS[case]
+    adata = _labelled(60)
+    truth = adata.obs["cancer"].to_numpy(dtype=bool)
+    adata.obs["cancer"] = pd.Series(np.where(truth, pos, neg), index=adata.obs_names).astype(type(pos))
+    if isinstance(pos, str):
+        adata.obs["cancer"] = adata.obs["cancer"].astype("category")
+    with caplog.at_level("INFO", logger="senca._labels"):
+        SpaCRD.setup_anndata(adata, layer="counts", labels_key="cancer")
+    np.testing.assert_array_equal(adata.obs["_spacrd_label"].to_numpy(), truth.astype(np.float32))
+    said = [r.getMessage() for r in caplog.records if r.name == "senca._labels"]
+    if case in ("bool", "0/1", "0.0/1.0", "true/false text", "0/1 text"):
+        assert said == []
+    else:  # a class chosen by its name is said once, with the way to choose otherwise
+        assert len(said) == 1, said
+        assert repr(taken) in said[0]
+        assert "positive_label" in said[0]
+    from pathlib import Path
+
+    cli = _binary_labels(adata.obs["cancer"], None, Path("s.h5ad"))
+    np.testing.assert_array_equal(cli.to_numpy(), truth.astype(float))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["A", "B"],
+        ["cancer", "cancer in situ"],
+        ["non-cancer", "other"],
+        [1, 2],
+        ["yes", "no"],
+        ["Invasive", "Surrounding tumor"],  # the 10x breast annotation: guessing would invert a class
+        ["IDC_1", "Healthy_1"],
+        ["Tumor_edge_1", "Tumor"],
+    ],
+)
+def test_ambiguous_label_columns_are_refused_by_spacrd_and_cli(values):
+    from pathlib import Path
+
+    from senca.cli import CLIError, _binary_labels
+
+    adata = _labelled(60)
+    adata.obs["cancer"] = np.where(adata.obs["cancer"], values[0], values[1])
+    with pytest.raises(ValueError, match="Cannot tell which label is the cancer class.*positive_label"):
+        SpaCRD.setup_anndata(adata, layer="counts", labels_key="cancer")
+    with pytest.raises(CLIError, match="Cannot tell which label is the cancer class.*--positive"):
+        _binary_labels(adata.obs["cancer"], None, Path("s.h5ad"))
+    # naming the class settles it, in both
+    SpaCRD.setup_anndata(adata, layer="counts", labels_key="cancer", positive_label=values[0])
+    assert adata.obs["_spacrd_label"].sum() == (adata.obs["cancer"] == values[0]).sum()
+    y = _binary_labels(adata.obs["cancer"], [str(values[0])], Path("s.h5ad"))
+    np.testing.assert_array_equal(y.to_numpy(), adata.obs["_spacrd_label"].to_numpy())
+    with pytest.raises(CLIError, match="--positive.*matches no value"):
+        _binary_labels(adata.obs["cancer"], ["nope"], Path("s.h5ad"))
+
+
+def test_cli_labels_keep_missing_values_missing():
+    """A target's unlabelled spots are left out of the metrics, not counted as non-cancer."""
+    from pathlib import Path
+
+    from senca.cli import _binary_labels
+
+    y = _binary_labels(pd.Series(["cancer", None, "other", np.nan]), None, Path("t.h5ad"))
+    np.testing.assert_array_equal(y.to_numpy(), [1.0, np.nan, 0.0, np.nan])
 
 
 @pytest.mark.parametrize("fmt", ["dense", "csr", "csc"])

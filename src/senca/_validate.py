@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["check_counts", "check_features", "check_not_backed", "check_same_genes"]
+__all__ = ["check_counts", "check_features", "check_not_backed", "check_same_genes", "check_unique_obs_names"]
 
 
 def check_not_backed(adata: Any, layer: str | None, who: str) -> None:
@@ -40,6 +40,42 @@ def check_not_backed(adata: Any, layer: str | None, who: str) -> None:
             f"{who}: adata is backed (on disk) and the counts are in adata.X, which stays on disk. Load it with "
             "adata = adata.to_memory(), or keep the counts in a layer (layers are loaded) and pass layer=."
         )
+
+
+def check_unique_obs_names(adata: Any, who: str) -> None:
+    """Raise a clear error when ``adata.obs_names`` repeat.
+
+    Results go back by spot name (SpatialData tables, label joins, user merges of the outputs), so a repeated
+    name could put one spot's result on another. Sections concatenated by hand are the usual cause.
+
+    Parameters
+    ----------
+    adata
+        The AnnData.
+    who
+        Caller name used in the message, e.g. ``"SENCA.setup_anndata"``.
+
+    Examples
+    --------
+    >>> import anndata as ad, numpy as np
+    >>> from senca._validate import check_unique_obs_names
+    >>> a = ad.AnnData(np.zeros((3, 1)))
+    >>> a.obs_names = ["s1", "s2", "s1"]
+    >>> check_unique_obs_names(a, "SENCA.setup_anndata")
+    Traceback (most recent call last):
+    ...
+    ValueError: SENCA.setup_anndata: 1 of the 3 spot names (adata.obs_names) are repeated (e.g. ['s1']); results are written back and joined by name and could land on the wrong spot. Make them unique first: adata.obs_names_make_unique() (or prefix each section's names, as senca.pp.concat_sections does).
+    """  # noqa: E501
+    names = adata.obs_names
+    if names.is_unique:
+        return
+    dup = names[names.duplicated()]
+    raise ValueError(
+        f"{who}: {len(dup)} of the {len(names)} spot names (adata.obs_names) are repeated (e.g. "
+        f"{list(dup.unique()[:3])}); results are written back and joined by name and could land on the wrong spot. "
+        "Make them unique first: adata.obs_names_make_unique() (or prefix each section's names, as "
+        "senca.pp.concat_sections does)."
+    )
 
 
 def _values(x: Any, where: str) -> np.ndarray:

@@ -591,7 +591,7 @@ def detect(
             "--positive",
             metavar="VALUE",
             help="Label value(s) meaning cancer, e.g. --positive 'invasive cancer' --positive 'cancer in situ'. "
-            "Without it the labels must be boolean or 0/1.",
+            "Without it the labels must be boolean, 0/1, or say cancer/tumour (vs anything else).",
         ),
     ] = None,
     image_key: ImageKeyOpt = "X_histology",
@@ -699,26 +699,18 @@ def _ensure_histology_detect(adata: Any, image_key: str, path: Path) -> None:
 
 
 def _binary_labels(labels: Any, positive: list[str] | None, path: Path) -> Any:
-    import numpy as np
+    """1.0 / 0.0 / NaN (missing) per spot by the rule shared with ``SpaCRD.setup_anndata`` (senca._labels)."""
     import pandas as pd
 
-    if positive:
-        values = labels.astype(str)
-        missing = [p for p in positive if p not in set(values)]
-        if len(missing) == len(positive):
-            raise CLIError(
-                f"none of --positive {positive} occurs in the labels of {str(path)!r} "
-                f"(values: {sorted(set(values))[:10]})"
-            )
-        return pd.Series(values.isin(positive).to_numpy(), index=labels.index)
-    vals = pd.unique(labels.dropna().astype(str).str.lower())
-    allowed = {"0", "1", "true", "false", "0.0", "1.0"}
-    if not set(vals) <= allowed:
-        raise CLIError(
-            f"labels in {str(path)!r} are not binary (values: {sorted(map(str, vals))[:10]}); "
-            "say which mean cancer with --positive VALUE"
-        )
-    return pd.Series(np.isin(labels.astype(str).str.lower(), ["1", "true", "1.0"]), index=labels.index)
+    from senca._labels import cancer_labels
+
+    try:
+        y, taken = cancer_labels(labels, positive or None, option="--positive")
+    except ValueError as e:
+        raise CLIError(f"labels in {str(path)!r}: {e}") from None
+    if not positive and not pd.api.types.is_bool_dtype(labels):
+        _say(f"labels in {str(path)!r}: cancer = {[str(v) for v in taken]}")
+    return pd.Series(y, index=labels.index)
 
 
 def main() -> None:

@@ -76,7 +76,7 @@ def check_output(path: str | os.PathLike, inputs: Iterable[Path] = (), overwrite
 
 
 def read_input(path: str | os.PathLike, table_key: str = "table") -> Loaded:
-    """Read a ``.h5ad`` file or a SpatialData ``.zarr`` store (its table ``table_key``)."""
+    """Read a ``.h5ad`` file or a SpatialData ``.zarr`` store (its table ``table_key``); refuse repeated spot names."""
     p = check_input(path)
     if _suffix(p) == ".h5ad":
         import anndata as ad
@@ -101,6 +101,9 @@ def read_input(path: str | os.PathLike, table_key: str = "table") -> Loaded:
             )
         adata = from_spatialdata(sdata, table_key=table_key)
         loaded = Loaded(path=p, adata=adata, sdata=sdata, table_key=table_key)
+    from senca._validate import check_unique_obs_names
+
+    check_unique_obs_names(loaded.adata, f"{str(p)!r}")
     loaded.obs_before = set(loaded.adata.obs.columns)
     loaded.obsm_before = set(loaded.adata.obsm.keys())
     return loaded

@@ -91,20 +91,48 @@ def _read_spots(path: Path) -> pd.DataFrame:
     return df[~df.index.duplicated()]
 
 
-def _read_labels(path: Path) -> pd.Series:
-    """Pathologist labels indexed by spot id (label-file ``x, y`` rounded), in label-file order."""
+def _read_labels(path: Path) -> tuple[pd.Series, dict[str, int]]:
+    """Pathologist labels indexed by spot id (label-file ``x, y`` rounded), in label-file order, and skipped rows.
+
+    Real label files have rows that name no spot: coordinates written ``NA`` (E1-H1 of the original repository),
+    no label, or a spot id that is already labelled. Those rows are skipped and counted (``{reason: n}``) for
+    the caller's one warning. Whitespace around fields and Windows line endings are tolerated.
+    """
     try:
-        df = pd.read_csv(path, sep="\t", engine="c")
+        df = pd.read_csv(path, sep="\t", engine="c", dtype=str, keep_default_na=False)
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
         raise _corrupt(path, e) from e
+    df.columns = [str(c).strip() for c in df.columns]
     if not {"x", "y", "label"} <= set(df.columns):
         raise _corrupt(path, ValueError("expected columns x, y, label"))
-    ids = df["x"].round().astype(int).astype(str) + "x" + df["y"].round().astype(int).astype(str)
-    labels = df["label"].astype(str).str.strip()
-    s = pd.Series(labels.to_numpy(), index=pd.Index(ids.to_numpy(), name="spot"), name="pathologist")
-    s = s[~s.index.duplicated()]
+    x, y = (pd.to_numeric(df[c].str.strip(), errors="coerce") for c in ("x", "y"))
+    labels = df["label"].str.strip()
+    no_xy = ~(np.isfinite(x) & np.isfinite(y))
+    no_label = ~no_xy & labels.str.upper().isin(["", "NA", "NAN"])
+    keep = ~(no_xy | no_label)
+    ids = x[keep].round().astype(int).astype(str) + "x" + y[keep].round().astype(int).astype(str)
+    s = pd.Series(labels[keep].to_numpy(), index=pd.Index(ids.to_numpy(), name="spot"), name="pathologist")
+    dup = s.index.duplicated()
+    s = s[~dup]
+    skipped = {
+        "no coordinates (NA)": int(no_xy.sum()),
+        "no label": int(no_label.sum()),
+        "a repeated spot": int(dup.sum()),
+    }
     cats = [c for c in _LABEL_CLASSES if c in set(s)] + sorted(set(s) - set(_LABEL_CLASSES))
-    return s.astype(pd.CategoricalDtype(cats))
+    return s.astype(pd.CategoricalDtype(cats)), skipped
+
+
+def _warn_skipped(path: Path, n_rows: int, skipped: dict[str, int]) -> None:
+    """One warning for all label rows that could not be matched to a spot (nothing when none)."""
+    reasons = [f"{n} with {why}" for why, n in skipped.items() if n]
+    if reasons:
+        warnings.warn(
+            f"{sum(skipped.values())} of the {n_rows} rows of {path.name} could not be matched to a spot and were "
+            f"skipped ({', '.join(reasons)}); the other labels are used.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _px_per_um(coords: np.ndarray) -> float:
@@ -212,12 +240,15 @@ def her2st(
 
     Andersson et al., Nat Commun 12, 6012 (2021); files of ``github.com/almaan/her2st`` at commit ``85df741``:
     counts ``ST-cnts/{S}.tsv.gz``, spots ``ST-spotfiles/{S}_selection.tsv``, pathologist labels
-    ``ST-pat/lbl/{S}_labeled_coordinates.tsv`` (A1, B1, C1, D1) and the H&E image.
+    ``ST-pat/lbl/{S}_labeled_coordinates.tsv`` (A1, B1, C1, D1, E1, F1, G2, H1) and the H&E image.
 
     Files are looked up in ``data_dir``, then ``$SENCA_DATA_DIR`` (each the folder holding ``her2st/``, laid out
     like the repository with ``data/`` removed), then the cache (``$SENCA_CACHE_DIR`` or ``pooch.os_cache("senca")``),
     and otherwise downloaded from the repository into the cache. Every file with a known sha256 (all counts, spot
-    files, the four label files, the A1/A2 app PNGs and the B4, C2-C6 JPEGs) is verified wherever it is found.
+    files, the label files, the A1/A2 app PNGs and the B4, C2-C6 JPEGs) is verified wherever it is found. A
+    section whose registered label file is neither found nor downloadable loads without labels, with a warning.
+    Label rows that match no spot (coordinates ``NA``, no label, a spot labelled twice, a spot with no count row:
+    2 rows of A1, 1 of C1, 3 of D1) are skipped with one warning giving their number.
 
     Parameters
     ----------
@@ -241,8 +272,8 @@ def her2st(
       that scanpy's in-place normalisation and log1p work; ``layers["counts"]`` is a separate copy).
     - ``obs`` index: spot id ``"{x}x{y}"``; ``array_col`` / ``array_row`` (integer ST array ``x`` / ``y``),
       ``array_col_adjusted`` / ``array_row_adjusted`` (the spot file's ``new_x`` / ``new_y``), ``section`` and
-      ``patient`` (categorical), and ``pathologist`` (categorical, NaN-free on A1, B1, C1, D1; absent elsewhere;
-      labels matched by rounding the label file's ``x, y``).
+      ``patient`` (categorical), and ``pathologist`` (categorical, NaN-free on A1, B1, C1, D1; absent where there
+      is no label file; labels matched by rounding the label file's ``x, y``).
     - ``obsm["spatial"]``: ``(x, y)`` in full-resolution H&E pixels (``pixel_x``, ``pixel_y`` of the spot file).
     - ``uns["spatial"][section]`` in the scanpy/squidpy layout: ``images`` = ``{"hires": uint8 (H, W, 3)}`` (empty
       with ``image=None``); ``scalefactors`` = ``{"tissue_hires_scalef": image px per full-res px,
@@ -267,7 +298,17 @@ def her2st(
         raise ValueError(f"image must be 'hires', 'fullres' or None, got {image!r}.")
     counts_path = fetch(f"her2st/ST-cnts/{section}.tsv.gz", data_dir, download)
     spots_path = fetch(f"her2st/ST-spotfiles/{section}_selection.tsv", data_dir, download)
-    labels_path = _labels_path(section, data_dir, download)
+    lookup = Lookup(f"Pathologist labels of her2st section {section}")
+    labels_path = _labels_path(section, data_dir, download, lookup)
+    if labels_path is None and f"her2st/ST-pat/lbl/{section}_labeled_coordinates.tsv" in registry():
+        places = "; ".join(lookup.places)
+        warnings.warn(
+            f"{lookup.what} are published but were not found or could not be downloaded ({places}); {section} is "
+            "loaded without obs['pathologist']. Put the file under $SENCA_DATA_DIR/her2st/ST-pat/lbl/ or allow "
+            "downloads (download=True) to get them.",
+            UserWarning,
+            stacklevel=2,
+        )
     image_path = _find_image(section, image, data_dir, download) if image is not None else None
 
     ids, genes, x = _read_counts(counts_path)
@@ -293,7 +334,10 @@ def her2st(
         index=pd.Index(ids, name=None),
     )
     if labels_path is not None:
-        labels = _read_labels(labels_path)
+        labels, skipped = _read_labels(labels_path)
+        n_rows = sum(skipped.values()) + len(labels)
+        skipped["no count row"] = len(labels.index.difference(ids))
+        _warn_skipped(labels_path, n_rows, skipped)
         obs["pathologist"] = labels.reindex(ids).to_numpy()
         obs["pathologist"] = obs["pathologist"].astype(labels.dtype)
     coords = spots[["pixel_x", "pixel_y"]].to_numpy(dtype=np.float64)
@@ -318,19 +362,21 @@ def her2st(
     return adata
 
 
-def _labels_path(section: str, data_dir, download) -> Path | None:
+def _labels_path(section: str, data_dir, download, lookup: Lookup | None = None) -> Path | None:
+    """The label file of ``section``, or ``None`` where there is none locally and none can be downloaded."""
     path = f"her2st/ST-pat/lbl/{section}_labeled_coordinates.tsv"
-    if path in registry():
-        return fetch(path, data_dir, download)
-    return fetch(path, data_dir, download=False, raise_missing=False)  # unregistered: use a local copy if present
+    if path not in registry():  # unregistered: use a local copy if present
+        download = False
+    return fetch(path, data_dir, download, lookup=lookup, raise_missing=False)
 
 
 def her2st_labels(section: str, data_dir: _PathLike | None = None, download: bool | None = None) -> pd.Series:
     """Pathologist region labels of a her2st section, indexed by spot id ``"{x}x{y}"``.
 
-    Labels are published for A1, B1, C1 and D1 (``ST-pat/lbl/{S}_labeled_coordinates.tsv``); the spot id comes
-    from rounding the file's adjusted ``x, y``. A few labelled spots have no count row. Seven classes:
-    invasive cancer, cancer in situ, connective tissue, adipose tissue, breast glands, immune infiltrate,
+    Labels are published for A1, B1, C1, D1, E1, F1, G2 and H1 (``ST-pat/lbl/{S}_labeled_coordinates.tsv``); the
+    spot id comes from rounding the file's adjusted ``x, y``. A few labelled spots have no count row. Rows without
+    coordinates (``NA``) or label, and repeats of a spot, are skipped with one warning giving their number. Seven
+    classes: invasive cancer, cancer in situ, connective tissue, adipose tissue, breast glands, immune infiltrate,
     undetermined.
 
     Parameters
@@ -352,14 +398,16 @@ def her2st_labels(section: str, data_dir: _PathLike | None = None, download: boo
     41
     """
     section = _check_section(section)
-    path = _labels_path(section, data_dir, download)
+    lookup = Lookup(f"Pathologist labels of her2st section {section}")
+    path = _labels_path(section, data_dir, download, lookup)
     if path is None:
-        raise FileNotFoundError(
-            f"No pathologist labels for her2st section {section}: none are registered and no local file "
-            f"ST-pat/lbl/{section}_labeled_coordinates.tsv was found. "
-            f"Sections with labels: {', '.join(her2st_sections('labels', data_dir=data_dir))}."
+        raise lookup.error(
+            f"Sections with labels: {', '.join(her2st_sections('labels', data_dir=data_dir))} (registered for "
+            "download or found locally). Put the file under $SENCA_DATA_DIR/her2st/ST-pat/lbl/, or allow downloads."
         )
-    return _read_labels(path)
+    labels, skipped = _read_labels(path)
+    _warn_skipped(path, sum(skipped.values()) + len(labels), skipped)
+    return labels
 
 
 def her2st_sections(kind: str = "all", data_dir: _PathLike | None = None, local_only: bool = False) -> list[str]:
@@ -384,7 +432,7 @@ def her2st_sections(kind: str = "all", data_dir: _PathLike | None = None, local_
     --------
     >>> import senca
     >>> senca.datasets.her2st_sections("labels")
-    ['A1', 'B1', 'C1', 'D1']
+    ['A1', 'B1', 'C1', 'D1', 'E1', 'F1', 'G2', 'H1']
     >>> senca.datasets.her2st_sections("image")
     ['A1', 'A2', 'B4', 'C2', 'C3', 'C4', 'C5', 'C6']
     """

@@ -18,7 +18,7 @@ from scvi.data.fields import LayerField, NumericalObsField, ObsmField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from senca._utils import quiet_scvi, restore_torch_flags, set_seed, spatialdata_table, table_of
-from senca._validate import check_not_backed, check_same_genes
+from senca._validate import check_not_backed, check_same_genes, check_unique_obs_names
 from senca.data import (
     DEFAULT_NEIGHBORS_OBSM_KEY,
     REGISTRY_KEYS,
@@ -462,6 +462,7 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         if layer is not None and layer not in adata.layers:
             raise KeyError(f"adata.layers[{layer!r}] not found (layers: {list(adata.layers)}); pass layer=None for X.")
         check_not_backed(adata, layer, "SENCA.setup_anndata")
+        check_unique_obs_names(adata, "SENCA.setup_anndata")
         counts = adata.X if layer is None else adata.layers[layer]
         where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
         _check_finite(counts, where)

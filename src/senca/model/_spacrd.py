@@ -17,8 +17,9 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField, ObsmField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
+from senca._labels import cancer_labels
 from senca._utils import check_key_free, quiet_scvi, restore_torch_flags, set_seed, spatialdata_table, table_of
-from senca._validate import check_counts, check_features, check_not_backed
+from senca._validate import check_counts, check_features, check_not_backed, check_unique_obs_names
 from senca.data import REGISTRY_KEYS, NeighborhoodDataLoader, NeighborhoodDataSplitter
 from senca.metrics import gmm_threshold
 from senca.model._plan import TrainingPlan
@@ -187,32 +188,13 @@ def linear_adapt(x: np.ndarray, pseudo: np.ndarray, groups: np.ndarray, base: np
 
 
 def _binary_labels(values: pd.Series, positive_label) -> np.ndarray:
-    """0/1 labels from a bool / 0-1 / categorical column (see :meth:`SpaCRD.setup_anndata`)."""
+    """0/1 labels by the shared rule of :func:`senca._labels.cancer_labels` (see :meth:`SpaCRD.setup_anndata`)."""
     if values.isna().any():
         raise ValueError(
             f"The label column has {int(values.isna().sum())} missing values; SpaCRD needs a label for every "
             "source spot. Drop the unlabelled spots (or label them) before setup_anndata."
         )
-    if positive_label is not None:
-        pos = [positive_label] if np.isscalar(positive_label) else list(positive_label)
-        y = values.isin(pos).to_numpy()
-        if not y.any():
-            raise ValueError(
-                f"positive_label={positive_label!r} matches no value of the label column "
-                f"(values: {sorted(map(str, values.unique()))[:10]})."
-            )
-    elif pd.api.types.is_bool_dtype(values):
-        y = values.to_numpy(dtype=bool)
-    else:
-        uniq = set(pd.unique(values))
-        if pd.api.types.is_numeric_dtype(values) and uniq <= {0, 1}:
-            y = values.to_numpy() == 1
-        else:
-            raise ValueError(
-                f"Cannot tell which label is the cancer class among {sorted(map(str, uniq))[:10]}. Pass "
-                "positive_label= (one value or a list, e.g. positive_label=['invasive cancer', 'cancer in situ']), "
-                "or give a bool / 0-1 column."
-            )
+    y = cancer_labels(values, positive_label)[0] == 1
     if y.all() or not y.any():
         raise ValueError(
             "The label column has only one class "
@@ -450,8 +432,11 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
             contain NaN mark spots without an image (e.g. a section without H&E trained alongside one with it).
             ``None``: expression-only SpaCRD (a warning says so).
         labels_key
-            ``adata.obs`` column with the cancer label of every spot: bool or 0/1 (True/1 = cancer), or any
-            values together with ``positive_label``.
+            ``adata.obs`` column with the cancer label of every spot: bool, 0/1 or ``"true"``/``"false"``
+            (true/1 = cancer); text naming the cancer class (values containing the word cancer, tumour/tumor or
+            malignant, e.g. ``"cancer"``/``"other"``, ``"tumour"``/``"normal"``; the class taken is logged at
+            INFO); or any values together with ``positive_label``. The rule is
+            :func:`senca._labels.cancer_labels`, shared with ``senca detect``.
         sample_key
             ``adata.obs`` column naming the section of each spot (neighbours, HVG selection and standardisation
             are per section); ``None``: one section.
@@ -461,7 +446,8 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
             ``adata.obsm`` key of the spot coordinates.
         positive_label
             Value (or list of values) of ``labels_key`` that is cancer; every other value is non-cancer. Needed
-            unless the column is bool or 0/1, e.g. ``positive_label=["invasive cancer", "cancer in situ"]``.
+            when the column is neither bool/0-1 nor says which class is cancer (e.g. ``"A"``/``"B"``):
+            ``positive_label=["invasive cancer", "cancer in situ"]``.
         **kwargs
             Passed to :meth:`scvi.data.AnnDataManager.register_fields` (used by :meth:`load`).
 
@@ -490,6 +476,7 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         if image_key is not None and image_key not in adata.obsm:
             raise KeyError(f"adata.obsm[{image_key!r}] not found; compute histology features first or pass None.")
         check_not_backed(adata, layer, "SpaCRD.setup_anndata")
+        check_unique_obs_names(adata, "SpaCRD.setup_anndata")
         where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
         check_counts(adata.X if layer is None else adata.layers[layer], where, "SpaCRD")
         if image_key is not None:
