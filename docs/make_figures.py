@@ -7,7 +7,7 @@
 - ``senca_diagram.png`` and ``spacrd_diagram.png``: the two architectures (matplotlib boxes and arrows; mermaid
   and graphviz are not available offline).
 - ``synthetic_regions.png``: SENCA on a synthetic tissue whose regions are known: the H&E-like image, the true
-  regions and the regions SENCA finds (a short CPU training; about a minute).
+  regions and the regions SENCA finds (seconds: the region embedding needs no training).
 - ``landing_her2st.png``: the PNG written by ``senca demo`` (her2st A1: pathologist vs SENCA over the H&E).
 """
 
@@ -65,55 +65,74 @@ def _canvas(width, height):
 
 
 def senca_diagram(path: Path) -> None:
-    fig, ax = _canvas(13.3, 5.4)
-    # inputs
-    x_in = _box(ax, 1.1, 3.9, 1.8, 0.8, "counts $x_i$\n(G genes)", C_GENE)
-    h_in = _box(ax, 1.1, 1.3, 1.8, 0.8, "H&E features $h_i$\n(D dims)", C_IMG)
-    nb = _box(ax, 8.1, 4.85, 3.2, 0.5, "neighbourhood $N(i)$: k nearest spots, itself included", "white", fontsize=8)
-    # heads
-    g_head = _box(ax, 3.3, 3.9, 1.9, 0.8, "gene head\nMLP(log1p norm.)", C_GENE)
-    v_head = _box(ax, 3.3, 1.3, 1.9, 0.8, "image head\nMLP(standardised)", C_IMG)
-    # shared encoder, one box spanning both rows
-    shared = _box(ax, 5.6, 2.6, 1.9, 3.4, "shared\nencoder $S$\n\none set of\nweights\n+ modality\nembedding", C_SHARED)
-    tg = _box(ax, 5.6, 3.9, 1.3, 0.5, "$t^g_i$", "white")
-    th = _box(ax, 5.6, 1.3, 1.3, 0.5, "$t^h_i$", "white")
-    # attention
+    """Top: the region embedding (no trained weights) and what reads it. Bottom: the network ``train()`` fits."""
+    fig, ax = _canvas(13.3, 6.6)
+    ax.text(0.2, 6.3, "SENCA", fontsize=13, weight="bold")
+    ax.text(
+        2.0,
+        6.3,
+        "region embedding: fitted when the model is created, no training",
+        fontsize=9.5,
+        style="italic",
+        va="center",
+    )
+    x_in = _box(ax, 1.1, 5.1, 1.8, 0.8, "counts $x_i$\n(G genes)", C_GENE)
+    h_in = _box(ax, 1.1, 3.5, 1.8, 0.8, "H&E features $h_i$\n(D dims)", C_IMG)
+    pca = _box(ax, 3.5, 5.1, 2.2, 0.8, "$p_i$: 50 PCs of\nlog1p(counts / library)", C_GENE, fontsize=8)
+    keys = _box(ax, 3.5, 3.5, 2.2, 0.8, "$k_i$: standardised,\ntop 10 principal axes", C_IMG, fontsize=8)
     att = _box(
         ax,
-        8.1,
-        2.6,
-        2.3,
-        3.4,
-        "neighbourhood\ncross-attention\nover $N(i)$\n\n$c^{g\\leftarrow h}_i$: gene query,\nimage keys\n"
-        "$c^{h\\leftarrow g}_i$: image query,\ngene keys\n\n$\\delta_i = t^g_i - \\sum_{j \\neq i} a^h_{ij} t^g_j$\n"
-        "looks alike, expresses\ndifferently",
+        6.6,
+        4.3,
+        3.1,
+        1.9,
+        "H&E-keyed neighbourhood attention\nover the k nearest spots $N(i)$\n"
+        "$a_{ij} = \\mathrm{softmax}_{j\\neq i}(-\\|k_i - k_j\\|^2 / 2m)$\n"
+        "$p_i \\leftarrow p_i/k + (1 - 1/k)\\sum_j a_{ij}\\, p_j$  (twice)\n"
+        "fixed weights; uniform without an image",
         C_SHARED,
         fontsize=8,
     )
-    z = _box(ax, 10.3, 2.6, 1.5, 1.2, "$z_i$\nLayerNorm\n$W[\\ldots] + U[\\bar g, \\bar h]$", C_OUT)
-    # decoders and losses
-    d1 = _box(ax, 12.2, 4.2, 1.8, 0.7, "NB decoder\nneighbourhood counts", C_LOSS, fontsize=8)
-    d2 = _box(ax, 12.2, 2.6, 1.8, 0.7, "Gaussian decoder\nneighbourhood $h$", C_LOSS, fontsize=8)
-    d3 = _box(ax, 12.2, 1.0, 1.8, 0.7, "regions\ntl.regions (GMM)", C_OUT, fontsize=8)
-    _arrow(ax, x_in, g_head)
-    _arrow(ax, h_in, v_head)
-    _arrow(ax, g_head, tg)
-    _arrow(ax, v_head, th)
-    _arrow(ax, nb, att)
-    _arrow(ax, shared, att)
-    _arrow(ax, att, z)
-    _arrow(ax, z, d1)
-    _arrow(ax, z, d2)
-    _arrow(ax, z, d3)
+    emb = _box(ax, 9.6, 4.9, 1.9, 0.9, "X_senca\nmixed $p$ + mixed $k$\n(weighted blocks)", C_OUT, fontsize=8)
+    disc = _box(ax, 9.6, 3.5, 1.9, 0.8, "discordance\n$\\|p_i - \\sum_j a_{ij} p_j\\|$", C_OUT, fontsize=8)
+    reg = _box(ax, 12.1, 4.9, 1.9, 0.8, "regions\ntl.regions (GMM)", C_OUT, fontsize=8)
+    _arrow(ax, x_in, pca)
+    _arrow(ax, h_in, keys)
+    _arrow(ax, pca, att)
+    _arrow(ax, keys, att)
+    _arrow(ax, att, emb)
+    _arrow(ax, att, disc)
+    _arrow(ax, emb, reg)
+
+    # the trained network: greyed, with no arrow into the outputs above
+    ax.plot([0.2, 13.1], [2.6, 2.6], color="#999999", lw=0.8, ls="--")
     ax.text(
-        8.1,
-        0.35,
-        "+ symmetric InfoNCE between $t^g_i$ and $t^h_i$ (small weight)",
-        ha="center",
-        fontsize=8,
+        0.2,
+        2.3,
+        'model.train(): the SENCA-st network; its latent is representation="learned", not used for regions',
+        fontsize=9.5,
         style="italic",
+        va="center",
+        color="#444444",
     )
-    ax.text(0.2, 5.0, "SENCA", fontsize=13, weight="bold")
+    heads = _box(ax, 2.2, 1.1, 2.6, 1.0, "gene head, image head\n(MLPs, separate weights)", C_LOSS, fontsize=8)
+    shared = _box(ax, 5.1, 1.1, 2.3, 1.0, "shared encoder $S$\n+ modality embedding", C_LOSS, fontsize=8)
+    lca = _box(
+        ax,
+        8.0,
+        1.1,
+        2.6,
+        1.0,
+        "learned cross-attention\n$c^{g\\leftarrow h}$, $c^{h\\leftarrow g}$, $\\delta$",
+        C_LOSS,
+        fontsize=8,
+    )
+    z = _box(ax, 10.4, 1.1, 1.4, 1.0, "$z_i$", C_LOSS)
+    dec = _box(ax, 12.3, 1.1, 1.5, 1.0, "NB + Gaussian\ndecoders,\nInfoNCE", C_LOSS, fontsize=8)
+    _arrow(ax, heads, shared)
+    _arrow(ax, shared, lca)
+    _arrow(ax, lca, z)
+    _arrow(ax, z, dec)
     fig.savefig(path, dpi=130, bbox_inches="tight", facecolor="white")
     plt.close(fig)
 
@@ -199,8 +218,7 @@ def landing(path: Path, seed: int = 0) -> None:
         from senca.model import SENCA
 
         SENCA.setup_anndata(adata, layer="counts", image_key="X_histology")
-        model = SENCA(adata)
-        model.train(max_epochs=60, accelerator="cpu", seed=seed)
+        model = SENCA(adata)  # the region embedding needs no training
         adata.obsm["X_senca"] = model.get_latent_representation()
         senca.tl.regions(adata, n_regions=5, use_rep="X_senca", key_added="SENCA", seed=seed)
         ari = senca.metrics.region_scores(adata.obs["truth"], adata.obs["SENCA"])["ari"]

@@ -60,3 +60,68 @@ def test_cited_keys_exist():
             cited |= {k.strip() for k in group.split(",")}
     assert cited, "no citations found"
     assert cited <= keys, f"cited but not in references.bib: {sorted(cited - keys)}"
+
+
+ROOT = DOCS.parent
+# how README.md and docs/index.md quote the ARI that `senca demo` prints for her2st A1
+DEMO_QUOTE = re.compile(r"ARI (\d\.\d+)\s+against\s+the\s+pathologist")
+
+
+def test_pages_quote_one_demo_ari():
+    quoted = {p.name: DEMO_QUOTE.findall((ROOT / p).read_text()) for p in (Path("README.md"), Path("docs/index.md"))}
+    assert all(quoted.values()), f"README.md and docs/index.md must quote the demo's ARI: {quoted}"
+    assert len({q for qs in quoted.values() for q in qs}) == 1, f"the pages quote different ARIs: {quoted}"
+
+
+def test_quoted_ari_is_what_the_demo_prints(senca_data_dir, tmp_path):
+    """The ARI under the landing figure (README.md, docs/index.md) is the one `senca demo` prints today.
+
+    Two epochs instead of the default schedule: the region embedding does not depend on training, so the demo's
+    ARI must not either (if this fails after a change to SENCA, rerun `python docs/make_figures.py her2st` and
+    update the two captions).
+    """
+    from typer.testing import CliRunner
+
+    from senca.cli import app
+
+    result = CliRunner().invoke(
+        app, ["demo", "--out", str(tmp_path), "--data-dir", str(senca_data_dir), "--max-epochs", "2",
+              "--accelerator", "cpu"],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    printed = float(re.search(r"her2st A1: ARI (\d\.\d+)", result.stdout).group(1))
+    for page in ("README.md", "docs/index.md"):
+        for q in DEMO_QUOTE.findall((ROOT / page).read_text()):
+            assert f"{printed:.{len(q) - 2}f}" == q, f"{page} quotes ARI {q}; `senca demo` prints {printed:.3f}"
+
+
+TUTORIALS = ROOT / "tutorials"
+
+
+def test_tutorials_page_lists_every_tutorial():
+    """docs/tutorials.md orders the tutorials by hand (with descriptions and run times): none may be missing."""
+    text = (DOCS / "tutorials.md").read_text()
+    toctree = text[text.index("```{toctree}") :]
+    for src in sorted((TUTORIALS / "_src").glob("*.py")):
+        assert f"tutorials/{src.stem}\n" in toctree, f"add tutorials/{src.stem} to the toctree of docs/tutorials.md"
+        assert f"{{doc}}`tutorials/{src.stem}`" in text, f"describe tutorials/{src.stem} in docs/tutorials.md's table"
+
+
+@pytest.mark.parametrize("src", sorted((TUTORIALS / "_src").glob("*.py")), ids=lambda p: p.stem)
+def test_tutorials_show_what_users_see(src):
+    """Figures at 100 dpi or more as PNG, and no blanket silencing of warnings (only named, commented ones)."""
+    text = src.read_text()
+    dpi = re.search(r'rcParams\["figure\.dpi"\] = (\d+)', text)
+    assert dpi, f"{src.name}: set plt.rcParams['figure.dpi'] (100 or more)"
+    assert int(dpi.group(1)) >= 100, f"{src.name}: set plt.rcParams['figure.dpi'] to 100 or more"
+    assert 'set_matplotlib_formats("jpeg")' not in text, f"{src.name}: store figures as PNG"
+    assert not re.search(r'filterwarnings\("ignore"\)|simplefilter\("ignore"\)', text), (
+        f"{src.name} silences every warning: silence only known noise, by message, with a comment saying why"
+    )
+    nbformat = pytest.importorskip("nbformat")
+    notebook = TUTORIALS / f"{src.stem}.ipynb"
+    if notebook.is_file():
+        nb = nbformat.read(notebook, as_version=4)
+        kinds = {k for c in nb.cells if c.cell_type == "code" for o in c.outputs for k in o.get("data", {})}
+        assert "image/jpeg" not in kinds, f"{notebook.name} stores JPEG figures: re-run tutorials/run.py"

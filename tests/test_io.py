@@ -237,3 +237,42 @@ def test_io_and_datasets_import_no_heavy_stack():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[]"
+
+
+def test_setup_spatialdata_computes_features_from_an_image_element():
+    """An image element name in setup_spatialdata gives the features an AnnData with the same image gets."""
+    adata = senca.datasets.synthetic(n_spots=150, image=True, hires_scalef=0.3, seed=0)
+    del adata.obsm["X_histology"]
+    sdata = senca.io.to_spatialdata(adata)
+    image = "synthetic_hires_image"
+    scale = sdata.images[image].attrs["transform"]["synthetic"].to_affine_matrix(("x", "y"), ("x", "y"))[0, 0]
+    assert scale == pytest.approx(1 / 0.3)  # the image is not in the spots' pixels: its scale must be used
+    senca.im.extract_features(adata, method="stats", progress=False)
+    expected = adata.obsm["X_histology"]
+
+    senca.model.SENCA.setup_spatialdata(sdata, image_key=image, layer="counts")
+    table = sdata.tables["table"]
+    np.testing.assert_allclose(table.obsm["X_histology"], expected, rtol=1e-5, atol=1e-5)
+    assert table.uns["senca"]["histology"]["image_element"] == image
+    model = senca.model.SENCA(sdata)
+    assert model.adata_manager.registry["setup_args"]["image_key"] == "X_histology"
+    assert model.get_latent_representation().shape == (150, 60)
+
+    # the same element again (SpaCRD here) reuses the stored features; an obsm key is used as it is
+    table.obsm["X_histology"][0, 0] = 123.0
+    senca.model.SpaCRD.setup_spatialdata(
+        sdata, image_key=image, layer="counts", labels_key="region", positive_label="R1"
+    )
+    assert table.obsm["X_histology"][0, 0] == 123.0
+    senca.model.SENCA.setup_spatialdata(sdata, image_key="X_histology", layer="counts")
+
+
+def test_setup_spatialdata_image_key_errors():
+    sdata = senca.io.to_spatialdata(senca.datasets.synthetic(n_spots=100, image=True, seed=0))
+    with pytest.raises(KeyError, match="neither a key of .*obsm.* nor an image element"):
+        senca.model.SENCA.setup_spatialdata(sdata, image_key="he_image", layer="counts")
+    # features of another origin under X_histology are never replaced by ones computed from the element
+    before = sdata.tables["table"].obsm["X_histology"].copy()
+    with pytest.raises(ValueError, match="pass image_key='X_histology' to use them"):
+        senca.model.SENCA.setup_spatialdata(sdata, image_key="synthetic_hires_image", layer="counts")
+    np.testing.assert_array_equal(sdata.tables["table"].obsm["X_histology"], before)

@@ -96,12 +96,25 @@ def is_up_to_date(src: Path) -> bool:
 
 
 def _strip_noise(nb) -> None:
-    """Drop stderr streams (progress bars, library warnings) and execution timestamps from the stored outputs."""
+    """Drop progress bars and execution timestamps from the stored outputs; warnings and messages stay.
+
+    The notebooks show what a user running them sees on stderr (warnings, log messages), except progress bars,
+    which are redrawn with carriage returns and would store hundreds of lines.
+    """
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         if cell.cell_type != "code":
             continue
-        cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+        kept = []
+        for out in cell.outputs:
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                text = out.get("text", "")
+                lines = [ln for ln in text.splitlines(keepends=True) if "\r" not in ln and "it/s]" not in ln]
+                if not "".join(lines).strip():
+                    continue
+                out["text"] = "".join(lines)
+            kept.append(out)
+        cell.outputs = kept
 
 
 def execute(nb, timeout: int) -> None:
@@ -148,7 +161,6 @@ def main(argv: list[str] | None = None) -> int:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(args.threads)
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    os.environ.setdefault("PYTHONWARNINGS", "ignore")
     if not os.environ.get("SENCA_DATA_DIR"):
         print("note: SENCA_DATA_DIR is not set; the dataset readers will download what they need", file=sys.stderr)
     (HERE / "figures").mkdir(exist_ok=True)

@@ -9,18 +9,24 @@
 #    {func}`senca.io.from_spatialdata`;
 # 3. describe the H&E around each spot with **your own feature extractor**, any function of the spot patches, with
 #    {func}`senca.im.extract_features`;
-# 4. train SENCA on **several sections** at once (`sample_key`), and call regions per section.
+# 4. use SENCA on **several sections** at once (`sample_key`), and call regions per section.
 #
 # So that it runs anywhere, the tutorial first writes two small simulated sections as Space Ranger folders; with
 # real data, point the readers at your own `outs/` folders instead.
 
 # %%
+import warnings
+
+# known noise, silenced one by one; every other warning is what a user running this code sees
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm: this kernel has no Jupyter widgets
+warnings.filterwarnings("ignore", message=".* is not a valid key!")  # squidpy's docstring templates, at import
+warnings.filterwarnings("ignore", message="zarr v3 autosharding")  # zarr's notice, once per array written
+
 import json
 import logging
 import shutil
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import h5py
@@ -35,9 +41,8 @@ from PIL import Image
 
 import senca
 
-warnings.filterwarnings("ignore")  # keep the notebook readable: library FutureWarnings and tips
-plt.rcParams["figure.dpi"] = 72  # modest inline figures, stored as JPEG (H&E compresses badly as PNG)
-set_matplotlib_formats("jpeg")
+plt.rcParams["figure.dpi"] = 100
+set_matplotlib_formats("png")
 scvi.settings.verbosity = logging.WARNING  # scvi-tools: no info messages
 t_start = time.perf_counter()
 workdir = Path(tempfile.mkdtemp(prefix="senca_tutorial_"))
@@ -180,15 +185,14 @@ adata
 # never attend to each other, while one model (one embedding) covers both sections and regions are comparable
 # across them: with two or more sections SENCA corrects the expression for the section (Harmony) before the
 # attention, and keeps that correction, so a section added later is embedded by
-# `model.get_latent_representation(new)` and given the same regions by `senca.tl.assign_regions(new, adata)`.
-# (Call `senca.model.SENCA.setup_spatialdata(sdata, image_key=...)` to train on a SpatialData table
-# directly.) This demo trains for a few epochs only, to run in seconds; on real data leave `max_epochs` at its
-# default, chosen from the number of spots.
+# `model.get_latent_representation(new)` and given the same regions by `senca.tl.assign_regions(new, adata)`
+# (the tutorial *Apply a saved model to a new section* does that on her2st). The region embedding needs no
+# training, so the model is used as created (scvi-tools warns that it is untrained). A SpatialData table works the
+# same way: see the tutorial *SpatialData in, spatialdata-plot out*.
 
 # %%
 senca.model.SENCA.setup_anndata(adata, layer="counts", image_key="X_histology", sample_key="section")
 model = senca.model.SENCA(adata)
-model.train(max_epochs=40, seed=0, enable_progress_bar=False)
 adata.obsm["X_senca"] = model.get_latent_representation()
 senca.tl.regions(adata, n_regions=4, use_rep="X_senca", sample_key="section", seed=0)
 pd.crosstab(adata.obs["section"], adata.obs["senca_region"])

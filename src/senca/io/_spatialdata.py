@@ -311,3 +311,86 @@ def _image_res_key(name: str, region: str, n_images: int) -> str:
     if n_images == 1:
         return "hires"
     return name.removeprefix(f"{region}_")
+
+
+def resolve_image_key(
+    sdata: SpatialData,
+    image_key: str | None,
+    table_key: str = "table",
+    spatial_key: str = "spatial",
+    key_added: str = "X_histology",
+) -> str | None:
+    """The ``obsm`` key of the table's histology features for ``setup_spatialdata(sdata, image_key=...)``.
+
+    ``image_key`` may name a key of the table's ``obsm`` (features computed before: used as they are) or an image
+    element of ``sdata`` (e.g. ``"A1_hires_image"``): then the ``"stats"`` features of
+    :func:`senca.im.extract_features` are computed from that element, with each spot cut at its true scale from the
+    element's transformation to the spots' coordinate system, and stored in the table's ``obsm[key_added]``. Calling
+    it again with the same element reuses them; features of another origin already under ``key_added`` are never
+    overwritten.
+
+    Parameters
+    ----------
+    sdata
+        The SpatialData.
+    image_key
+        An ``obsm`` key of the table, an image element name, or ``None`` (no histology).
+    table_key
+        The table whose rows are the spots.
+    spatial_key
+        Key of the spot coordinates in the table's ``obsm``.
+    key_added
+        Where features computed from an image element are stored.
+
+    Returns
+    -------
+    The ``obsm`` key to register (``None`` when ``image_key`` is ``None``).
+
+    Examples
+    --------
+    >>> import senca
+    >>> sdata = senca.io.to_spatialdata(senca.datasets.synthetic(n_spots=100, image=True, seed=0))
+    >>> del sdata.tables["table"].obsm["X_histology"]
+    >>> resolve_image_key(sdata, "synthetic_hires_image")
+    'X_histology'
+    >>> sdata.tables["table"].obsm["X_histology"].shape
+    (100, 120)
+    """
+    if image_key is None:
+        return None
+    tables = getattr(sdata, "tables", None)
+    if tables is None:
+        raise TypeError(f"setup_spatialdata expects a SpatialData object, got {type(sdata).__name__}.")
+    if table_key not in tables:
+        raise KeyError(f"sdata.tables has no {table_key!r}; available: {sorted(tables)}. Pass table_key=.")
+    table = tables[table_key]
+    if image_key in table.obsm:
+        return image_key
+    if image_key not in sdata.images:
+        raise KeyError(
+            f"image_key={image_key!r} is neither a key of sdata.tables[{table_key!r}].obsm (available: "
+            f"{sorted(table.obsm)}) nor an image element (available: {sorted(sdata.images)}); pass the name of the "
+            "H&E image element or of precomputed features."
+        )
+    if key_added in table.obsm:
+        done = table.uns.get("senca", {}).get("histology", {})
+        if done.get("image_element") == image_key and done.get("key_added") == key_added:
+            return key_added  # computed from this element by an earlier call
+        raise ValueError(
+            f"sdata.tables[{table_key!r}].obsm[{key_added!r}] already holds features that were not computed from "
+            f"image element {image_key!r}; pass image_key={key_added!r} to use them, or delete them to compute "
+            "new ones."
+        )
+    from senca.im import extract_features
+
+    extract_features(
+        sdata,
+        method="stats",
+        key_added=key_added,
+        img_key=image_key,
+        table_key=table_key,
+        spatial_key=spatial_key,
+        progress=False,
+    )
+    table.uns["senca"]["histology"]["image_element"] = image_key
+    return key_added

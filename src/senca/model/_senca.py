@@ -26,6 +26,7 @@ from senca.data import (
     NeighborhoodDataSplitter,
 )
 from senca.data._loader import model_gene_positions
+from senca.io._spatialdata import resolve_image_key
 from senca.model._save import SaveMixin
 from senca.module import SENCAModule
 from senca.pp import knn_index
@@ -578,6 +579,7 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         >>> senca.model.SENCA.setup_spatialdata(sdata, image_key="X_histology")  # doctest: +SKIP
         >>> model = senca.model.SENCA(sdata)  # doctest: +SKIP
         """
+        image_key = resolve_image_key(sdata, image_key, table_key, spatial_key)
         table = spatialdata_table(sdata, table_key, spatial_key)
         cls.setup_anndata(
             table,

@@ -21,6 +21,7 @@ from senca._labels import cancer_labels
 from senca._utils import check_key_free, quiet_scvi, restore_torch_flags, set_seed, spatialdata_table, table_of
 from senca._validate import check_counts, check_features, check_not_backed, check_unique_obs_names
 from senca.data import REGISTRY_KEYS, NeighborhoodDataLoader, NeighborhoodDataSplitter
+from senca.io._spatialdata import resolve_image_key
 from senca.metrics import gmm_threshold
 from senca.model._plan import TrainingPlan
 from senca.model._save import SaveMixin
@@ -546,6 +547,7 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         >>> senca.model.SpaCRD.setup_spatialdata(sdata, labels_key="region", positive_label="R1")  # doctest: +SKIP
         >>> det = senca.model.SpaCRD(sdata)  # doctest: +SKIP
         """
+        image_key = resolve_image_key(sdata, image_key, table_key, spatial_key)
         table = spatialdata_table(sdata, table_key, spatial_key)
         cls.setup_anndata(
             table,
