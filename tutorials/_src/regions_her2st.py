@@ -7,8 +7,8 @@
 #
 # Steps: load section A1 with its H&E image, describe the H&E around every spot with a feature vector, build the
 # SENCA embedding (no training needed), call regions on it, score them against the pathologist (ARI), look at the
-# attention weights that shape the embedding and at the discordance map, find marker genes per region with scanpy,
-# and finally train SENCA's network to see what training does and does not change.
+# attention weights that shape the embedding, find marker genes per region with scanpy, train SENCA's network to see
+# what training does and does not change, and map the discordance.
 #
 # Everything runs on a laptop CPU in about a minute. The data are read from `$SENCA_DATA_DIR` when it is set, else
 # downloaded once into a cache.
@@ -92,7 +92,6 @@ senca.model.SENCA.setup_anndata(
     adata, layer="counts", image_key="X_histology", spatial_key="spatial", library_key="library_size"
 )
 model = senca.model.SENCA(adata)
-model
 
 # %% [markdown]
 # ## Regions
@@ -155,30 +154,6 @@ fig = senca.pl.attention(adata, "senca_attention", stat="entropy", figsize=(6, 6
 plt.show()
 
 # %% [markdown]
-# ## Discordance: looks alike, expresses differently
-#
-# {func}`senca.tl.discordance` scores every spot by how far its expression is from that of the neighbours that
-# look alike in H&E. High values mark spots that look like their surroundings but express differently: candidates
-# for a closer look, such as a uniform-looking area whose transcriptome changes.
-
-# %%
-senca.tl.discordance(adata, model)
-fig = senca.pl.regions(
-    adata,
-    color="senca_discordance",
-    groundtruth="pathologist",
-    cmap="viridis",
-    title=["discordance", "pathologist"],
-    figsize=(4.5, 4.5),
-    crop_coord=crop,
-    wspace=0.55,
-)
-plt.show()
-
-# %%
-adata.obs.groupby("pathologist", observed=True)["senca_discordance"].median().sort_values()
-
-# %% [markdown]
 # ## Marker genes per region
 #
 # The regions are ordinary categorical annotations, so scanpy works on them directly. Rank genes on
@@ -226,6 +201,30 @@ print(f"ARI of regions on the learned latent: {learned['ari']:.3f} (on the defau
 keys = [k for k, v in model.history.items() if not k.endswith("_step") and np.nanmax(np.abs(v.to_numpy())) > 0]
 fig = senca.pl.history(model, keys=keys)
 plt.show()
+
+# %% [markdown]
+# ## Discordance: looks alike, expresses differently
+#
+# {func}`senca.tl.discordance` scores every spot by how far its expression is from that of the neighbours that
+# look alike in H&E. High values mark spots that look like their surroundings but express differently: candidates
+# for a closer look, such as a uniform-looking area whose transcriptome changes.
+
+# %%
+senca.tl.discordance(adata, model)
+fig = senca.pl.regions(
+    adata,
+    color="senca_discordance",
+    groundtruth="pathologist",
+    cmap="viridis",
+    title=["discordance", "pathologist"],
+    figsize=(4.5, 4.5),
+    crop_coord=crop,
+    wspace=0.55,
+)
+plt.show()
+
+# %%
+adata.obs.groupby("pathologist", observed=True)["senca_discordance"].median().sort_values()
 
 # %%
 print(f"notebook ran in {time.perf_counter() - t_start:.0f} s")
