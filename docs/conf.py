@@ -231,3 +231,31 @@ def _copy_benchmark_results() -> None:
 
 
 _copy_benchmark_results()
+
+
+# -- docstrings: senca's "Returns" sections are prose ("``None``, or the modified copy ..."), not "name : type" fields.
+# Napoleon's numpy parser would read every unindented line as another return value (one bullet per line); read the
+# section as one description instead, unless its first line is a "name : type" field. The return type still comes
+# from the annotation (sphinx-autodoc-typehints).
+
+
+def _setup_prose_returns() -> None:
+    from sphinx.ext.napoleon.docstring import NumpyDocstring
+
+    fields = NumpyDocstring._consume_returns_section
+
+    def consume(self, preprocess_types: bool = False):
+        first = self._lines.get(0)
+        if isinstance(first, str) and first.strip() and " : " not in first:
+            lines = self._dedent(self._consume_to_next_section())
+            if lines and lines[0].strip() == ":":  # sphinx-autodoc-typehints' "no return type here" marker
+                lines = self._dedent(lines[1:])
+            while lines and not lines[-1].strip():
+                lines.pop()
+            return [("", "", lines)]
+        return fields(self, preprocess_types)
+
+    NumpyDocstring._consume_returns_section = consume
+
+
+_setup_prose_returns()

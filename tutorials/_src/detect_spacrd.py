@@ -16,11 +16,15 @@
 # %%
 import warnings
 
-# known noise, silenced one by one; every other warning is what a user running this code sees
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm: this kernel has no Jupyter widgets
-warnings.filterwarnings("ignore", message=".* is not a valid key!")  # squidpy's docstring templates, at import
-warnings.filterwarnings("ignore", message="zarr v3 autosharding")  # zarr's notice, once per array written
-warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # Lightning: loading is in-process
+# Known noise, silenced one by one. Every other warning below is what you will see.
+# tqdm: the kernel that ran this notebook has no Jupyter widgets
+warnings.filterwarnings("ignore", message="IProgress not found")
+# squidpy's docstring templates, when it is imported
+warnings.filterwarnings("ignore", message=".* is not a valid key!")
+# zarr's notice about a future default, once per array written
+warnings.filterwarnings("ignore", message="zarr v3 autosharding")
+# Lightning's tip about DataLoader workers: senca gathers neighbourhoods in-process
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 import logging
 import time
@@ -70,11 +74,16 @@ pd.crosstab(source.obs["section"], source.obs["cancer"], margins=True)
 # whose logits are averaged; `seed` makes the run reproducible.
 
 # %%
-senca.model.SpaCRD.setup_anndata(source, layer="counts", labels_key="cancer", sample_key="section")
+senca.model.SpaCRD.setup_anndata(
+    source, layer="counts", labels_key="cancer", sample_key="section"
+)
 detector = senca.model.SpaCRD(source)
 t0 = time.perf_counter()
 detector.train(seed=0, enable_progress_bar=False)
-print(f"trained in {time.perf_counter() - t0:.0f} s on {source.n_obs} spots, {len(detector.genes)} genes")
+print(
+    f"trained in {time.perf_counter() - t0:.0f} s "
+    f"on {source.n_obs} spots, {len(detector.genes)} genes"
+)
 
 # %% [markdown]
 # ## Score the new section, A1
@@ -102,10 +111,14 @@ target.obs[["spacrd_score", "spacrd_cancer"]].head()
 # at random has an AP equal to the share of cancer spots, which in A1 is high.
 
 # %%
-scores = senca.metrics.detection_scores(y_true, target.obs["spacrd_score"], call=target.obs["spacrd_cancer"])
+scores = senca.metrics.detection_scores(
+    y_true, target.obs["spacrd_score"], call=target.obs["spacrd_cancer"]
+)
 print(
-    f"AUC = {scores['auc']:.3f}, AP = {scores['ap']:.3f} (a random score: {y_true.mean():.3f}), "
-    f"F1 = {scores['f1']:.3f} ({target.obs['spacrd_cancer'].mean():.0%} of A1's spots called cancer; "
+    f"AUC = {scores['auc']:.3f}, "
+    f"AP = {scores['ap']:.3f} (a random score: {y_true.mean():.3f}), "
+    f"F1 = {scores['f1']:.3f} "
+    f"({target.obs['spacrd_cancer'].mean():.0%} of A1's spots called cancer; "
     f"{y_true.mean():.0%} are)"
 )
 scores
@@ -117,7 +130,9 @@ scores
 # %%
 detector.predict(target, key_added="network_only", n_smooth=0, adapt=None)
 network_only = senca.metrics.detection_scores(y_true, target.obs["network_only_score"])
-print(f"AUC without adapting to A1: {network_only['auc']:.3f}; with: {scores['auc']:.3f}")
+print(
+    f"AUC without adapting to A1: {network_only['auc']:.3f}; with: {scores['auc']:.3f}"
+)
 
 # %%
 fpr, tpr, _ = roc_curve(y_true, target.obs["spacrd_score"])
@@ -132,7 +147,11 @@ ax.scatter(
     zorder=3,
     label="label-free call",
 )
-ax.set(xlabel="false positive rate", ylabel="true positive rate", title="A1, trained on B1, C1, D1")
+ax.set(
+    xlabel="false positive rate",
+    ylabel="true positive rate",
+    title="A1, trained on B1, C1, D1",
+)
 ax.legend(loc="lower right")
 fig.savefig(FIGURES / "a1_roc.png", dpi=110, bbox_inches="tight")
 plt.show()
@@ -157,8 +176,14 @@ pd.crosstab(target.obs["pathologist"], target.obs["spacrd_cancer"], margins=True
 
 # %%
 in_situ = (target.obs["pathologist"] == "cancer in situ").to_numpy()
-print(f"'cancer in situ' spots of A1 called cancer: {called[in_situ].sum()} of {in_situ.sum()}")
-print("'cancer in situ' spots in the sources:", int((source.obs["pathologist"] == "cancer in situ").sum()))
+print(
+    "'cancer in situ' spots of A1 called cancer:",
+    f"{called[in_situ].sum()} of {in_situ.sum()}",
+)
+print(
+    "'cancer in situ' spots in the sources:",
+    int((source.obs["pathologist"] == "cancer in situ").sum()),
+)
 
 # %% [markdown]
 # The detector learned cancer from B1, C1 and D1, whose cancer is all invasive: the sources hold no *cancer in situ*

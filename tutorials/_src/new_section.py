@@ -15,10 +15,13 @@
 # %%
 import warnings
 
-# known noise, silenced one by one; every other warning is what a user running this code sees
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm: this kernel has no Jupyter widgets
-warnings.filterwarnings("ignore", message=".* is not a valid key!")  # squidpy's docstring templates, at import
-warnings.filterwarnings("ignore", message="zarr v3 autosharding")  # zarr's notice, once per array written
+# Known noise, silenced one by one. Every other warning below is what you will see.
+# tqdm: the kernel that ran this notebook has no Jupyter widgets
+warnings.filterwarnings("ignore", message="IProgress not found")
+# squidpy's docstring templates, when it is imported
+warnings.filterwarnings("ignore", message=".* is not a valid key!")
+# zarr's notice about a future default, once per array written
+warnings.filterwarnings("ignore", message="zarr v3 autosharding")
 
 import logging
 import tempfile
@@ -49,7 +52,10 @@ workdir = Path(tempfile.mkdtemp(prefix="senca_new_section_"))
 # spot's total counts over all genes in `obs["library_size"]`.
 
 # %%
-sections = {name: senca.datasets.her2st(name, image=None) for name in ["A2", "A3", "A4", "A5", "A6"]}
+sections = {
+    name: senca.datasets.her2st(name, image=None)
+    for name in ["A2", "A3", "A4", "A5", "A6"]
+}
 cohort = senca.pp.concat_sections(sections)
 cohort = senca.pp.select_genes(cohort, n_top_genes=3000, sample_key="section")
 cohort.obs["section"].value_counts()
@@ -60,7 +66,9 @@ cohort.obs["section"].value_counts()
 # One region caller on the joint embedding then gives labels that mean the same in every section.
 
 # %%
-senca.model.SENCA.setup_anndata(cohort, layer="counts", sample_key="section", library_key="library_size")
+senca.model.SENCA.setup_anndata(
+    cohort, layer="counts", sample_key="section", library_key="library_size"
+)
 model = senca.model.SENCA(cohort)
 cohort.obsm["X_senca"] = model.get_latent_representation()
 senca.tl.regions(cohort, n_regions=5, use_rep="X_senca", sample_key="section", seed=0)
@@ -94,11 +102,22 @@ a1 = senca.datasets.her2st("A1", image="hires")
 a1.obs["library_size"] = np.asarray(a1.layers["counts"].sum(axis=1)).ravel()
 a1.obs["section"] = "A1"
 position = a1.var_names.get_indexer(reference.var_names)  # -1: not measured in A1
-print(f"{(position < 0).sum()} of the model's {reference.n_vars} genes are not measured in A1: zero counts")
-counts = sp.hstack([sp.csr_matrix(a1.layers["counts"]), sp.csr_matrix((a1.n_obs, 1))]).tocsr()
-counts = counts[:, np.where(position >= 0, position, a1.n_vars)]  # the extra all-zero column for missing genes
+print(
+    f"{(position < 0).sum()} of the model's {reference.n_vars} genes",
+    "are not measured in A1: zero counts",
+)
+counts = sp.hstack(
+    [sp.csr_matrix(a1.layers["counts"]), sp.csr_matrix((a1.n_obs, 1))]
+).tocsr()
+counts = counts[
+    :, np.where(position >= 0, position, a1.n_vars)
+]  # the extra all-zero column for missing genes
 new = ad.AnnData(
-    X=counts, obs=a1.obs, var=pd.DataFrame(index=reference.var_names), obsm=dict(a1.obsm), uns=dict(a1.uns)
+    X=counts,
+    obs=a1.obs,
+    var=pd.DataFrame(index=reference.var_names),
+    obsm=dict(a1.obsm),
+    uns=dict(a1.uns),
 )
 new.layers["counts"] = counts.copy()
 new.obsm["X_senca"] = model.get_latent_representation(new)
@@ -111,7 +130,10 @@ new.obs["senca_region"].value_counts()
 
 # %%
 scores = senca.metrics.region_scores(new.obs["pathologist"], new.obs["senca_region"])
-print(f"A1, assigned by the saved cohort model: ARI = {scores['ari']:.3f}, NMI = {scores['nmi']:.3f}")
+print(
+    "A1, assigned by the saved cohort model:",
+    f"ARI = {scores['ari']:.3f}, NMI = {scores['nmi']:.3f}",
+)
 pd.crosstab(new.obs["senca_region"], new.obs["pathologist"])
 
 # %% [markdown]

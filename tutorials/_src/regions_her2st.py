@@ -16,11 +16,15 @@
 # %%
 import warnings
 
-# known noise, silenced one by one; every other warning is what a user running this code sees
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm: this kernel has no Jupyter widgets
-warnings.filterwarnings("ignore", message=".* is not a valid key!")  # squidpy's docstring templates, at import
-warnings.filterwarnings("ignore", message="zarr v3 autosharding")  # zarr's notice, once per array written
-warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # Lightning: loading is in-process
+# Known noise, silenced one by one. Every other warning below is what you will see.
+# tqdm: the kernel that ran this notebook has no Jupyter widgets
+warnings.filterwarnings("ignore", message="IProgress not found")
+# squidpy's docstring templates, when it is imported
+warnings.filterwarnings("ignore", message=".* is not a valid key!")
+# zarr's notice about a future default, once per array written
+warnings.filterwarnings("ignore", message="zarr v3 autosharding")
+# Lightning's tip about DataLoader workers: senca gathers neighbourhoods in-process
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 import logging
 import time
@@ -89,7 +93,11 @@ adata.obsm["X_histology"].shape
 
 # %%
 senca.model.SENCA.setup_anndata(
-    adata, layer="counts", image_key="X_histology", spatial_key="spatial", library_key="library_size"
+    adata,
+    layer="counts",
+    image_key="X_histology",
+    spatial_key="spatial",
+    library_key="library_size",
 )
 model = senca.model.SENCA(adata)
 
@@ -107,14 +115,23 @@ model = senca.model.SENCA(adata)
 
 # %%
 adata.obsm["X_senca"] = model.get_latent_representation()
-n_regions = adata.obs["pathologist"].astype(str).replace("undetermined", np.nan).nunique()
-senca.tl.regions(adata, n_regions=n_regions, use_rep="X_senca", key_added="senca_region", seed=0)
+n_regions = (
+    adata.obs["pathologist"].astype(str).replace("undetermined", np.nan).nunique()
+)
+senca.tl.regions(
+    adata, n_regions=n_regions, use_rep="X_senca", key_added="senca_region", seed=0
+)
 adata.obs["senca_region"].value_counts()
 
 # %%
 x, y = adata.obsm["spatial"].T  # full-resolution pixels
 pad = adata.uns["spatial"]["A1"]["scalefactors"]["spot_diameter_fullres"]
-crop = (x.min() - pad, y.min() - pad, x.max() + pad, y.max() + pad)  # frame the spots (squidpy's crop_coord)
+crop = (
+    x.min() - pad,
+    y.min() - pad,
+    x.max() + pad,
+    y.max() + pad,
+)  # frame the spots (squidpy's crop_coord)
 fig = senca.pl.regions(
     adata,
     color="senca_region",
@@ -135,7 +152,9 @@ plt.show()
 pd.crosstab(adata.obs["senca_region"], adata.obs["pathologist"])
 
 # %%
-scores = senca.metrics.region_scores(adata.obs["pathologist"], adata.obs["senca_region"])
+scores = senca.metrics.region_scores(
+    adata.obs["pathologist"], adata.obs["senca_region"]
+)
 print(f"ARI = {scores['ari']:.3f}, NMI = {scores['nmi']:.3f}")
 scores
 
@@ -165,7 +184,9 @@ lognorm.X = lognorm.layers["counts"].copy()
 sc.pp.normalize_total(lognorm, target_sum=1e4)
 sc.pp.log1p(lognorm)
 sc.tl.rank_genes_groups(lognorm, groupby="senca_region", method="wilcoxon")
-pd.DataFrame(lognorm.uns["rank_genes_groups"]["names"]).head(8)  # top 8 genes of each region
+pd.DataFrame(lognorm.uns["rank_genes_groups"]["names"]).head(
+    8
+)  # top 8 genes of each region
 
 # %%
 sc.pl.rank_genes_groups_dotplot(lognorm, n_genes=4, dendrogram=False, show=False)
@@ -183,14 +204,33 @@ plt.show()
 before = adata.obsm["X_senca"].copy()
 t0 = time.perf_counter()
 model.train(seed=0, enable_progress_bar=False)
-print(f"trained {len(model.history['elbo_train'])} epochs in {time.perf_counter() - t0:.0f} s")
-print("region embedding unchanged by training:", np.array_equal(before, model.get_latent_representation()))
+print(
+    f"trained {len(model.history['elbo_train'])} epochs",
+    f"in {time.perf_counter() - t0:.0f} s",
+)
+print(
+    "region embedding unchanged by training:",
+    np.array_equal(before, model.get_latent_representation()),
+)
 
 # %%
-adata.obsm["X_senca_learned"] = model.get_latent_representation(representation="learned")
-senca.tl.regions(adata, n_regions=n_regions, use_rep="X_senca_learned", key_added="learned_region", seed=0)
-learned = senca.metrics.region_scores(adata.obs["pathologist"], adata.obs["learned_region"])
-print(f"ARI of regions on the learned latent: {learned['ari']:.3f} (on the default embedding: {scores['ari']:.3f})")
+adata.obsm["X_senca_learned"] = model.get_latent_representation(
+    representation="learned"
+)
+senca.tl.regions(
+    adata,
+    n_regions=n_regions,
+    use_rep="X_senca_learned",
+    key_added="learned_region",
+    seed=0,
+)
+learned = senca.metrics.region_scores(
+    adata.obs["pathologist"], adata.obs["learned_region"]
+)
+print(
+    f"ARI of regions on the learned latent: {learned['ari']:.3f}",
+    f"(on the default embedding: {scores['ari']:.3f})",
+)
 
 # %% [markdown]
 # {func}`senca.pl.history` draws the training curves, training and validation together. We leave out the per-step
@@ -198,7 +238,11 @@ print(f"ARI of regions on the learned latent: {learned['ari']:.3f} (on the defau
 # encoder does not have).
 
 # %%
-keys = [k for k, v in model.history.items() if not k.endswith("_step") and np.nanmax(np.abs(v.to_numpy())) > 0]
+keys = [
+    k
+    for k, v in model.history.items()
+    if not k.endswith("_step") and np.nanmax(np.abs(v.to_numpy())) > 0
+]
 fig = senca.pl.history(model, keys=keys)
 plt.show()
 
@@ -224,7 +268,9 @@ fig = senca.pl.regions(
 plt.show()
 
 # %%
-adata.obs.groupby("pathologist", observed=True)["senca_discordance"].median().sort_values()
+adata.obs.groupby("pathologist", observed=True)[
+    "senca_discordance"
+].median().sort_values()
 
 # %%
 print(f"notebook ran in {time.perf_counter() - t_start:.0f} s")

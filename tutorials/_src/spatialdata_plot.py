@@ -13,10 +13,13 @@
 # %%
 import warnings
 
-# known noise, silenced one by one; every other warning is what a user running this code sees
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm: this kernel has no Jupyter widgets
-warnings.filterwarnings("ignore", message=".* is not a valid key!")  # squidpy's docstring templates, at import
-warnings.filterwarnings("ignore", message="zarr v3 autosharding")  # zarr's notice, once per array written
+# Known noise, silenced one by one. Every other warning below is what you will see.
+# tqdm: the kernel that ran this notebook has no Jupyter widgets
+warnings.filterwarnings("ignore", message="IProgress not found")
+# squidpy's docstring templates, when it is imported
+warnings.filterwarnings("ignore", message=".* is not a valid key!")
+# zarr's notice about a future default, once per array written
+warnings.filterwarnings("ignore", message="zarr v3 autosharding")
 
 import logging
 import tempfile
@@ -60,7 +63,9 @@ sdata
 # `obsm` key of the table is used as it is.)
 
 # %%
-senca.model.SENCA.setup_spatialdata(sdata, image_key="synthetic_hires_image", layer="counts")
+senca.model.SENCA.setup_spatialdata(
+    sdata, image_key="synthetic_hires_image", layer="counts"
+)
 table = sdata.tables["table"]
 table.obsm["X_histology"].shape
 
@@ -82,13 +87,15 @@ print(senca.metrics.region_scores(table.obs["region"], table.obs["senca_region"]
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-sdata.pl.render_images("synthetic_hires_image").pl.show(ax=axes[0], title="H&E-like image")
-sdata.pl.render_images("synthetic_hires_image").pl.render_shapes("synthetic", color="region").pl.show(
-    ax=axes[1], title="simulated regions"
+sdata.pl.render_images("synthetic_hires_image").pl.show(
+    ax=axes[0], title="H&E-like image"
 )
-sdata.pl.render_images("synthetic_hires_image").pl.render_shapes("synthetic", color="senca_region").pl.show(
-    ax=axes[2], title="SENCA regions"
-)
+sdata.pl.render_images("synthetic_hires_image").pl.render_shapes(
+    "synthetic", color="region"
+).pl.show(ax=axes[1], title="simulated regions")
+sdata.pl.render_images("synthetic_hires_image").pl.render_shapes(
+    "synthetic", color="senca_region"
+).pl.show(ax=axes[2], title="SENCA regions")
 plt.show()
 
 # %%

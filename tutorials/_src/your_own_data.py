@@ -17,10 +17,13 @@
 # %%
 import warnings
 
-# known noise, silenced one by one; every other warning is what a user running this code sees
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm: this kernel has no Jupyter widgets
-warnings.filterwarnings("ignore", message=".* is not a valid key!")  # squidpy's docstring templates, at import
-warnings.filterwarnings("ignore", message="zarr v3 autosharding")  # zarr's notice, once per array written
+# Known noise, silenced one by one. Every other warning below is what you will see.
+# tqdm: the kernel that ran this notebook has no Jupyter widgets
+warnings.filterwarnings("ignore", message="IProgress not found")
+# squidpy's docstring templates, when it is imported
+warnings.filterwarnings("ignore", message=".* is not a valid key!")
+# zarr's notice about a future default, once per array written
+warnings.filterwarnings("ignore", message="zarr v3 autosharding")
 
 import json
 import logging
@@ -59,7 +62,7 @@ workdir = Path(tempfile.mkdtemp(prefix="senca_tutorial_"))
 
 # %%
 def write_space_ranger(adata, outs: Path) -> None:
-    """Write ``adata`` (senca.datasets.synthetic with image=True) as a Space Ranger ``outs/`` folder."""
+    """Write ``adata`` (senca.datasets.synthetic, image=True) as Space Ranger ``outs/``."""
     lib = adata.uns["spatial"][adata.obs["section"].iloc[0]]
     hires, sf = lib["images"]["hires"], lib["scalefactors"]
     (outs / "spatial").mkdir(parents=True)
@@ -87,7 +90,9 @@ def write_space_ranger(adata, outs: Path) -> None:
             }
         )
     )
-    m = sp.csc_matrix(adata.layers["counts"].T.astype(np.int32))  # genes x barcodes, as CellRanger stores it
+    m = sp.csc_matrix(
+        adata.layers["counts"].T.astype(np.int32)
+    )  # genes x barcodes, as CellRanger stores it
     with h5py.File(outs / "filtered_feature_bc_matrix.h5", "w") as f:
         g = f.create_group("matrix")
         g["barcodes"] = np.array(adata.obs_names, dtype="S")
@@ -103,9 +108,13 @@ def write_space_ranger(adata, outs: Path) -> None:
 
 truth = {}
 for name, layout, n_spots in [("s1", "quadrants", 400), ("s2", "stripes", 300)]:
-    sim = senca.datasets.synthetic(n_spots=n_spots, n_regions=4, layout=layout, image=True, library_id=name, seed=0)
+    sim = senca.datasets.synthetic(
+        n_spots=n_spots, n_regions=4, layout=layout, image=True, library_id=name, seed=0
+    )
     write_space_ranger(sim, workdir / name / "outs")
-    truth[name] = sim.obs["region"]  # the simulated regions, to check the result at the end
+    truth[name] = sim.obs[
+        "region"
+    ]  # the simulated regions, to check the result at the end
 sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*") if p.is_file())
 
 # %% [markdown]
@@ -153,14 +162,16 @@ sdata
 
 # %%
 def colour_and_nuclei(patches: np.ndarray) -> np.ndarray:
-    """Mean and spread of each colour channel and the fraction of dark (nuclear) pixels of every patch."""
+    """Mean and spread of each colour channel, and the dark (nuclear) pixel fraction."""
     mean = patches.mean(axis=(1, 2))
     spread = patches.std(axis=(1, 2))
     dark = (patches.mean(axis=3) < 0.45).mean(axis=(1, 2))
     return np.column_stack([mean, spread, dark])
 
 
-senca.im.extract_features(sdata, method=colour_and_nuclei, key_added="X_histology", progress=False)
+senca.im.extract_features(
+    sdata, method=colour_and_nuclei, key_added="X_histology", progress=False
+)
 sdata.tables["table"].obsm["X_histology"].shape  # 7 features x 2 patch sizes, z-scored
 
 # %%
@@ -176,7 +187,9 @@ s1.obsm["X_histology"][:3].round(2)
 
 # %%
 s2 = senca.io.read_visium(workdir / "s2" / "outs", library_id="s2")
-senca.im.extract_features(s2, method=colour_and_nuclei, key_added="X_histology", progress=False)
+senca.im.extract_features(
+    s2, method=colour_and_nuclei, key_added="X_histology", progress=False
+)
 adata = senca.pp.concat_sections({"s1": s1, "s2": s2})
 adata
 
@@ -191,7 +204,9 @@ adata
 # same way: see the tutorial *SpatialData in, spatialdata-plot out*.
 
 # %%
-senca.model.SENCA.setup_anndata(adata, layer="counts", image_key="X_histology", sample_key="section")
+senca.model.SENCA.setup_anndata(
+    adata, layer="counts", image_key="X_histology", sample_key="section"
+)
 model = senca.model.SENCA(adata)
 adata.obsm["X_senca"] = model.get_latent_representation()
 senca.tl.regions(adata, n_regions=4, use_rep="X_senca", sample_key="section", seed=0)
@@ -204,7 +219,12 @@ pd.crosstab(adata.obs["section"], adata.obs["senca_region"])
 # %%
 for name in ["s1", "s2"]:
     senca.pl.regions(
-        adata, color="senca_region", library_id=name, library_key="section", title=f"section {name}", figsize=(5, 4.5)
+        adata,
+        color="senca_region",
+        library_id=name,
+        library_key="section",
+        title=f"section {name}",
+        figsize=(5, 4.5),
     )
     plt.show()
 
@@ -214,7 +234,9 @@ for name in ["s1", "s2"]:
 # %%
 for name in ["s1", "s2"]:
     section = adata[adata.obs["section"] == name]
-    simulated = truth[name].loc[section.obs_names.str.removeprefix(f"{name}_")].to_numpy()
+    simulated = (
+        truth[name].loc[section.obs_names.str.removeprefix(f"{name}_")].to_numpy()
+    )
     print(name, senca.metrics.region_scores(simulated, section.obs["senca_region"]))
 
 # %%
