@@ -112,7 +112,7 @@ def logreg_variants(xs, ys, xt, nbr) -> dict:
 
     from senca.metrics import gmm_threshold
     from senca.model import SpaCRD
-    from senca.model._spacrd import linear_adapt, neighbor_smooth, pseudo_labels
+    from senca.model._adapt import linear_adapt, neighbor_smooth, pseudo_labels
 
     defaults = {k: v.default for k, v in inspect.signature(SpaCRD.predict).parameters.items()}
     d = LogisticRegression(max_iter=2000).fit(xs, ys).decision_function(xt)
@@ -145,8 +145,8 @@ def run_fold(
 ) -> dict:
     """Train SpaCRD (one fit per seed) and the logistic baseline on the three other sections; score ``target``."""
     import senca
-    from senca.model._spacrd import gene_features
     from senca.pp import knn_index
+    from senca.pp._section_features import gene_features
 
     src_names = [s for s in SECTIONS if s != target]
     source = senca.pp.concat_sections({s: sections[s] for s in src_names})

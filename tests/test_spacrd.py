@@ -13,7 +13,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 import senca
-from senca.model._spacrd import pseudo_labels
+from senca.model._adapt import pseudo_labels
 
 SMALL = {"n_hidden": 64, "n_embed": 32, "n_heads": 4, "n_latent": 8, "n_members": 1}
 FIT = {
@@ -353,7 +353,7 @@ def _interface_section(seed: int, markers: np.ndarray, n_genes: int = 100):
 def test_neighbourhood_attention_beats_a_pooled_linear_model():
     from sklearn.linear_model import LogisticRegression
 
-    from senca.model._spacrd import gene_features
+    from senca.pp._section_features import gene_features
 
     markers = np.random.default_rng(0).choice(100, 20, replace=False)
     source, target = _interface_section(0, markers), _interface_section(1, markers)
@@ -383,7 +383,7 @@ def test_train_warm_start_continues_from_the_trained_weights(data):
     after = det.module.state_dict()
     assert any(not torch.equal(trained[k], after[k]) for k in trained)  # it trained
     # one epoch on from the trained weights stays close to them; fresh weights do not
-    fresh = senca.module.SpaCRDModule(**det._module_args).state_dict()
+    fresh = senca.module.SpaCRDModule(**det._module_kwargs).state_dict()
     key = "members.0.gene_encoder.0.weight"
     step = (after[key] - trained[key]).norm()
     assert step < 0.5 * (fresh[key] - trained[key]).norm()
@@ -409,7 +409,7 @@ def test_module_ensemble_and_single_network_checkpoints():
 
 
 def test_linear_adapt_per_section():
-    from senca.model._spacrd import linear_adapt
+    from senca.model._adapt import linear_adapt
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 3))

@@ -1,30 +1,71 @@
-"""Registry keys shared by the senca models (plain strings: no scvi-tools import here)."""
+"""The one key vocabulary of senca: registry keys, derived-feature keys and module input/output keys.
+
+Every tensor that crosses a layer boundary (AnnData registry -> loader -> module -> model output) is named here and
+nowhere else. Registry keys extend scvi-tools' own ``REGISTRY_KEYS`` (same strings for the keys both know), as
+scvi-tools' external models do.
+"""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+from scvi import REGISTRY_KEYS as _SCVI_REGISTRY_KEYS
 
-class _RegistryKeys(NamedTuple):
-    X_KEY: str = "X"  # raw counts (same string as scvi.REGISTRY_KEYS.X_KEY)
-    IMAGE_KEY: str = "image"  # per-spot histology feature vector (obsm)
-    EXPRESSION_KEY: str = "expression"  # optional precomputed expression representation (obsm), e.g. PCA
-    NEIGHBOR_KEY: str = "neighbors"  # (n_obs, k) neighbour index (obsm), the spot itself in column 0
-    LIBRARY_KEY: str = "library"  # optional per-spot total counts over all genes (obs)
-    BATCH_KEY: str = "batch"  # same string as scvi.REGISTRY_KEYS.BATCH_KEY
-    LABELS_KEY: str = "labels"  # same string as scvi.REGISTRY_KEYS.LABELS_KEY
-    INDICES_KEY: str = "ind_x"  # same string as scvi.REGISTRY_KEYS.INDICES_KEY
+#: senca's own registry keys, added to scvi-tools' (``X_KEY``, ``BATCH_KEY``, ``LABELS_KEY``, ``INDICES_KEY``...).
+_SENCA_REGISTRY_KEYS = {
+    "IMAGE_KEY": "image",  # per-spot histology feature vector (obsm)
+    "EXPRESSION_KEY": "expression",  # optional precomputed expression representation (obsm), e.g. PCA
+    "NEIGHBOR_KEY": "neighbors",  # (n_obs, k) neighbour index (obsm), the spot itself in column 0
+    "LIBRARY_KEY": "library",  # optional per-spot total counts over all genes (obs)
+}
+
+_RegistryKeys = NamedTuple(
+    "_RegistryKeys", [(name, str) for name in (*_SCVI_REGISTRY_KEYS._fields, *_SENCA_REGISTRY_KEYS)]
+)
+
+REGISTRY_KEYS = _RegistryKeys(*_SCVI_REGISTRY_KEYS, *_SENCA_REGISTRY_KEYS.values())
+"""Registry keys of the senca models: scvi-tools' ``REGISTRY_KEYS`` plus ``IMAGE_KEY``, ``EXPRESSION_KEY``,
+``NEIGHBOR_KEY`` and ``LIBRARY_KEY``. A minibatch is a dict ``{key: tensor}`` with these keys, plus
+``neighbor_key(key)`` for every key whose rows the neighbourhood loader gathers."""
 
 
-#: Registry keys of the senca models. A minibatch is a dict ``{key: tensor}`` with these keys, plus
-#: ``neighbor_key(key)`` for every key whose rows the neighbourhood loader gathers.
-REGISTRY_KEYS = _RegistryKeys()
+class _FeatureKeys(NamedTuple):
+    SPACRD_GENE_KEY: str = "spacrd_x"  # (n_obs, G) log-expression of the model's genes, standardised per section
+    SPACRD_IMAGE_KEY: str = "spacrd_h"  # (n_obs, D) histology features standardised per section (0 where missing)
+    SPACRD_MASK_KEY: str = "spacrd_hmask"  # (n_obs,) 1.0 where the spot has histology features, else 0.0
 
-#: Suffix of the gathered neighbourhood tensors in a minibatch, e.g. ``"X_nbr"`` of shape ``(B, k, G)``.
+
+FEATURE_KEYS = _FeatureKeys()
+"""Keys of the per-spot features a model derives from the registry before training (SpaCRD's standardised genes,
+histology and image mask). The neighbourhood loader gathers them like registered arrays, into
+``neighbor_key(key)``."""
+
+
+class _ModuleKeys(NamedTuple):
+    X_KEY: str = "x"  # inference input: gene features of the neighbourhood (B, k, G)
+    H_KEY: str = "h"  # inference input / output: histology features (B, k, D)
+    HMASK_KEY: str = "hmask"  # inference input: histology presence mask (B, k)
+    NBR_KEY: str = "nbr"  # inference input: neighbour row numbers (B, k)
+    Z_KEY: str = "z"  # latent of each centre spot
+    LIBRARY_KEY: str = "library"  # observed library size
+    LOGIT_KEY: str = "logit"  # classifier logit (SpaCRD)
+    MEMBERS_KEY: str = "members"  # per-member outputs of an ensemble (SpaCRD)
+    DELTA_KEY: str = "delta"  # functional contrast (SENCA)
+    ATTENTION_KEY: str = "attention"  # gene-query neighbourhood attention weights
+    ATTENTION_IMAGE_KEY: str = "attention_image"  # image-query neighbourhood attention weights
+    CONTRAST_ATTENTION_KEY: str = "contrast_attention"  # histology-similarity weights of the contrast (SENCA)
+    PX_KEY: str = "px"  # count likelihood (SENCA)
+    RECON_KEY: str = "recon"  # reconstruction (SpaCRD's fused vector)
+
+
+MODULE_KEYS = _ModuleKeys()
+"""Names of the senca modules' inference inputs and their inference / generative outputs."""
+
 NEIGHBOR_SUFFIX = "_nbr"
+"""Suffix of the gathered neighbourhood tensors in a minibatch, e.g. ``"X_nbr"`` of shape ``(B, k, G)``."""
 
-#: Default ``adata.obsm`` key where ``setup_anndata`` stores the within-sample neighbour index.
 DEFAULT_NEIGHBORS_OBSM_KEY = "senca_knn"
+"""Default ``adata.obsm`` key where ``SENCA.setup_anndata`` stores the within-sample neighbour index."""
 
 
 def neighbor_key(key: str) -> str:

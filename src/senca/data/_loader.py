@@ -93,6 +93,10 @@ class NeighborhoodDataLoader(AnnDataLoader):
     data_and_attributes
         As in :class:`~scvi.dataloaders.AnnDataLoader`; by default every registered key, with the
         neighbour index loaded as int64.
+    features
+        Per-spot features the model derived from the registry (``{name: (n_obs, ...) array}``, e.g. SpaCRD's
+        standardised genes under :data:`senca.data.FEATURE_KEYS`), gathered like registered arrays into
+        ``batch[neighbor_key(name)]``.
     **kwargs
         Passed to :class:`~scvi.dataloaders.AnnDataLoader`.
 
@@ -119,6 +123,7 @@ class NeighborhoodDataLoader(AnnDataLoader):
         neighbor_key: str = REGISTRY_KEYS.NEIGHBOR_KEY,
         gather_keys: Iterable[str] | None = None,
         data_and_attributes: list[str] | dict | None = None,
+        features: dict[str, np.ndarray] | None = None,
         **kwargs,
     ):
         registered = list(adata_manager.data_registry.keys())
@@ -148,6 +153,9 @@ class NeighborhoodDataLoader(AnnDataLoader):
         self.banks = {
             k: _RowBank(adata_manager.get_from_registry(k), k, columns.get(k)) for k in gather_keys if k in registered
         }
+        self.banks.update(
+            {name: _RowBank(np.asarray(arr, dtype=np.float32), name) for name, arr in (features or {}).items()}
+        )
         nbr = np.asarray(adata_manager.get_from_registry(neighbor_key))
         n_obs = adata_manager.adata.n_obs
         if nbr.ndim != 2 or nbr.shape[0] != n_obs:
@@ -169,6 +177,42 @@ class NeighborhoodDataLoader(AnnDataLoader):
                 rows = torch.from_numpy(bank.gather(flat))
                 batch[neighbor_key(key)] = rows.reshape(*idx.shape, *bank.row_shape)
             yield batch
+
+
+def gather_neighborhoods(
+    features: dict[str, np.ndarray], nbr: np.ndarray, device: torch.device | str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """The minibatch a :class:`NeighborhoodDataLoader` with ``features`` yields, for the neighbourhoods ``nbr``.
+
+    For data that is not registered (a target section scored by a trained model): the same keys, the same
+    float32 rows, without an AnnData manager.
+
+    Parameters
+    ----------
+    features
+        ``{name: (n_obs, ...) array}``, as the loader's ``features``.
+    nbr
+        ``(B, k)`` neighbour row numbers (the spot itself in column 0).
+    device
+        Where the tensors go.
+
+    Returns
+    -------
+    ``{REGISTRY_KEYS.NEIGHBOR_KEY: (B, k) int64, neighbor_key(name): (B, k, ...) float32 for every feature}``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from senca.data import gather_neighborhoods
+    >>> batch = gather_neighborhoods({"f": np.eye(3)}, np.array([[0, 1], [2, 0]]))
+    >>> batch["f_nbr"].shape
+    torch.Size([2, 2, 3])
+    """
+    idx = torch.from_numpy(np.asarray(nbr, dtype=np.int64))
+    batch = {REGISTRY_KEYS.NEIGHBOR_KEY: idx.to(device)}
+    for name, arr in features.items():
+        batch[neighbor_key(name)] = torch.from_numpy(np.asarray(arr, dtype=np.float32))[idx].to(device)
+    return batch
 
 
 class NeighborhoodDataSplitter(DataSplitter):

@@ -27,3 +27,17 @@ class TrainingPlan(_ScviTrainingPlan):
             return super().compute_and_log_metrics(loss_output, metrics, mode)
         with torch.no_grad():
             return body(self, loss_output, metrics, mode)
+
+
+class EpochAwarePlan(TrainingPlan):
+    """:class:`TrainingPlan` that passes the current epoch to the module's loss (SpaCRD's VAE-only warm-up)."""
+
+    def training_step(self, batch, batch_idx):
+        """One training step, the loss told the epoch."""
+        self.loss_kwargs["epoch"] = int(self.current_epoch)
+        return super().training_step(batch, batch_idx)
+
+    def validation_step(self, batch, batch_idx):
+        """One validation step, the loss told the epoch."""
+        self.loss_kwargs["epoch"] = int(self.current_epoch)
+        return super().validation_step(batch, batch_idx)

@@ -15,9 +15,8 @@ import torch
 from anndata import AnnData
 from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField, NumericalObsField, ObsmField
-from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
-from senca._utils import quiet_scvi, restore_torch_flags, set_seed, spatialdata_table, table_of
+from senca._utils import quiet_scvi, table_of
 from senca._validate import check_not_backed, check_same_genes, check_unique_obs_names
 from senca.data import (
     DEFAULT_NEIGHBORS_OBSM_KEY,
@@ -26,8 +25,7 @@ from senca.data import (
     NeighborhoodDataSplitter,
 )
 from senca.data._loader import model_gene_positions
-from senca.io._spatialdata import resolve_image_key
-from senca.model._save import SaveMixin
+from senca.model._base import SencaModel
 from senca.module import SENCAModule
 from senca.pp import knn_index
 
@@ -181,7 +179,7 @@ def _check_finite(x, what: str) -> None:
         raise ValueError(f"{what} contains NaN or infinite values; remove or impute those spots first.")
 
 
-class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
+class SENCA(SencaModel):
     """SENCA: Shared Encoder with Neighbourhood Cross-Attention for unsupervised tissue regions.
 
     Each spot is embedded from its spatial neighbourhood: a gene head and an image head feed one
@@ -345,7 +343,7 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
                     UserWarning,
                     stacklevel=2,
                 )
-        self._senca_module_kwargs = dict(
+        self._module_kwargs = dict(
             n_genes=n_genes,
             n_image=n_image,
             n_expression=n_expression,
@@ -370,7 +368,7 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
             **integration_kw,
             **module_kwargs,
         )
-        self.module = self._module_cls(**self._senca_module_kwargs)
+        self.module = self._module_cls(**self._module_kwargs)
         of_all = f" (of {stats['n_vars']})" if gene_pos is not None else ""
         self._model_summary_string = (
             f"SENCA: n_genes {n_genes}{of_all}, histology features {n_image or 'none (expression only)'}, "
@@ -539,58 +537,6 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
             manager.register_fields(adata, **kwargs)
         cls.register_manager(manager)
 
-    @classmethod
-    def setup_spatialdata(
-        cls,
-        sdata,
-        table_key: str = "table",
-        image_key: str | None = None,
-        layer: str | None = None,
-        spatial_key: str = "spatial",
-        sample_key: str | None = None,
-        n_neighbors: int = 6,
-        **kwargs,
-    ) -> None:
-        """Register the table ``sdata.tables[table_key]`` of a SpatialData object.
-
-        The table must hold the counts, the coordinates in ``obsm[spatial_key]`` and (optionally) the
-        histology features in ``obsm[image_key]`` — :func:`senca.im.extract_features` writes them there.
-        Results written into that table (``obsm``/``obs``) are seen by spatialdata-plot.
-
-        Parameters
-        ----------
-        sdata
-            A :class:`spatialdata.SpatialData`.
-        table_key
-            Name of the table.
-        image_key, layer, spatial_key, sample_key, n_neighbors
-            As in :meth:`setup_anndata` (``image_key`` is a key of the table's ``obsm``).
-        **kwargs
-            Passed to :meth:`setup_anndata`.
-
-        Returns
-        -------
-        ``None``.
-
-        Examples
-        --------
-        >>> import senca
-        >>> sdata = senca.io.to_spatialdata(senca.datasets.synthetic(n_spots=200, image=True))  # doctest: +SKIP
-        >>> senca.model.SENCA.setup_spatialdata(sdata, image_key="X_histology")  # doctest: +SKIP
-        >>> model = senca.model.SENCA(sdata)  # doctest: +SKIP
-        """
-        image_key = resolve_image_key(sdata, image_key, table_key, spatial_key)
-        table = spatialdata_table(sdata, table_key, spatial_key)
-        cls.setup_anndata(
-            table,
-            layer=layer,
-            image_key=image_key,
-            spatial_key=spatial_key,
-            sample_key=sample_key,
-            n_neighbors=n_neighbors,
-            **kwargs,
-        )
-
     # ------------------------------------------------------------------ training
     def train(
         self,
@@ -658,13 +604,8 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         >>> "train_loss" in model.history
         True
         """
-        if seed is not None:
-            import scvi
-
-            set_seed(seed)
-            scvi.settings.seed = int(seed)
-            if not self.is_trained_:  # the seed also decides the initial weights
-                self.module = self._module_cls(**self._senca_module_kwargs)
+        if seed is not None:  # the seed also decides the initial weights of an untrained model
+            self._reseed(seed, rebuild=not self.is_trained_)
         if max_epochs is None:
             max_epochs = default_max_epochs(self.adata.n_obs, batch_size, min(float(train_size), 1.0))
         train_size = float(train_size)
@@ -676,10 +617,7 @@ class SENCA(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         trainer_kwargs.setdefault("deterministic", deterministic)
         if deterministic:
             trainer_kwargs.setdefault("benchmark", False)
-        with warnings.catch_warnings(), restore_torch_flags():
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-            warnings.filterwarnings("ignore", message=".*litlogger.*")
+        with self._quiet_training():
             super().train(
                 max_epochs=int(max_epochs),
                 accelerator=accelerator,

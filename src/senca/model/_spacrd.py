@@ -2,190 +2,41 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-import torch
-import torch.nn.functional as F
 from anndata import AnnData
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField, ObsmField
-from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from senca._labels import cancer_labels
-from senca._utils import check_key_free, quiet_scvi, restore_torch_flags, set_seed, spatialdata_table, table_of
+from senca._utils import check_key_free, quiet_scvi, table_of
 from senca._validate import check_counts, check_features, check_not_backed, check_unique_obs_names
-from senca.data import REGISTRY_KEYS, NeighborhoodDataLoader, NeighborhoodDataSplitter
-from senca.io._spatialdata import resolve_image_key
-from senca.metrics import gmm_threshold
-from senca.model._plan import TrainingPlan
-from senca.model._save import SaveMixin
-from senca.module._spacrd import GENE_NBR_KEY, IMAGE_NBR_KEY, MASK_NBR_KEY, SpaCRDModule
+from senca.data import FEATURE_KEYS, REGISTRY_KEYS, NeighborhoodDataLoader, NeighborhoodDataSplitter
+from senca.model._adapt import (
+    finetuned_copy,
+    linear_adapt,
+    neighbor_smooth,
+    network_logits,
+    pseudo_labels,
+    section_scores,
+)
+from senca.model._base import SencaModel
+from senca.model._plan import EpochAwarePlan
+from senca.module._spacrd import SpaCRDModule
 from senca.pp import knn_index
+from senca.pp._section_features import gene_features, image_features, section_hvgs
 
 logger = logging.getLogger(__name__)
 
 _KNN_OBSM_KEY = "_spacrd_knn"
 _LABEL_OBS_KEY = "_spacrd_label"
 _SAME = "same as setup"  # sentinel: reuse the argument given to setup_anndata
-
-# --------------------------------------------------------------------------------------------- preprocessing
-
-
-def _as_csr(counts) -> sp.csr_matrix:
-    if sp.issparse(counts):
-        return counts.tocsr()
-    return sp.csr_matrix(np.asarray(counts))
-
-
-def _lognorm(counts: sp.csr_matrix, cols: np.ndarray) -> np.ndarray:
-    """``log1p(1e4 * x / library)`` of the selected columns, the library taken over all genes."""
-    lib = np.asarray(counts.sum(1)).ravel().astype(np.float64)
-    lib[lib <= 0] = 1.0
-    sub = counts[:, cols]
-    sub = sub.toarray() if sp.issparse(sub) else np.asarray(sub)
-    return np.log1p(sub.astype(np.float64) * (1e4 / lib)[:, None])
-
-
-def _standardise(
-    x: np.ndarray, groups: np.ndarray, rows_ok: np.ndarray | None = None, method: str = "zscore"
-) -> np.ndarray:
-    """Scale every column within each group (fitted on ``rows_ok`` rows); constant columns -> 0.
-
-    ``"zscore"``: (x - mean) / sd, clipped to +-10. ``"minmax"``: (x - min) / (max - min), the paper's choice; it
-    does not move with the fraction of cancer spots in a section the way the mean does.
-    """
-    if method not in ("zscore", "minmax"):
-        raise ValueError(f"gene_scaling must be 'zscore' or 'minmax', got {method!r}.")
-    out = np.zeros_like(x, dtype=np.float32)
-    for g in np.unique(groups):
-        rows = groups == g
-        fit = rows if rows_ok is None else rows & rows_ok
-        if fit.sum() < 2:
-            continue
-        if method == "zscore":
-            centre, spread = x[fit].mean(0), x[fit].std(0)
-        else:
-            centre = x[fit].min(0)
-            spread = x[fit].max(0) - centre
-        scale = np.where(spread > 1e-6, spread, np.inf)
-        out[rows] = np.clip((x[rows] - centre) / scale, -10, 10)
-    return out
-
-
-def gene_features(
-    counts, var_names: Sequence[str], genes: Sequence[str], groups: np.ndarray, method: str = "zscore"
-) -> np.ndarray:
-    """SpaCRD gene features: normalize_total(1e4) + log1p, restricted to ``genes``, scaled per section.
-
-    ``method`` is ``"zscore"`` or ``"minmax"`` (see ``_standardise``). Genes absent from ``var_names`` are 0.
-    Gene order of the input does not matter.
-    """
-    counts = _as_csr(counts)
-    pos = pd.Index(var_names).get_indexer(pd.Index(genes))
-    present = pos >= 0
-    out = np.zeros((counts.shape[0], len(genes)), dtype=np.float64)
-    if present.any():
-        out[:, present] = _lognorm(counts, pos[present])
-    return _standardise(out, np.asarray(groups), method=method)
-
-
-def image_features(h, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Histology features standardised per section over the spots that have them; ``(features, mask)``.
-
-    A spot whose row contains NaN (no image) gets zeros and mask 0.
-    """
-    h = np.asarray(h.to_numpy() if hasattr(h, "to_numpy") else h, dtype=np.float64)
-    h = h.reshape(h.shape[0], -1)
-    ok = np.isfinite(h).all(1)
-    filled = np.where(ok[:, None], h, 0.0)
-    out = _standardise(filled, np.asarray(groups), rows_ok=ok)
-    # sections with fewer than 2 imaged spots cannot be standardised: treat them as expression-only
-    for g in np.unique(groups):
-        rows = groups == g
-        if (rows & ok).sum() < 2:
-            ok = ok & ~rows
-    out[~ok] = 0.0
-    return out.astype(np.float32), ok.astype(np.float32)
-
-
-def select_genes(counts, var_names: Sequence[str], groups: np.ndarray, n_top_genes: int) -> list[str]:
-    """Highly variable genes selected across all sections (scanpy ``flavor="seurat"`` with ``batch_key``).
-
-    Dispersion-based selection on log-normalised data (the flavour's expected input), ranked first by the number
-    of sections in which a gene is variable, so no single section decides. Genes never detected are dropped.
-    Returns all detected genes when there are at most ``n_top_genes`` of them.
-    """
-    import scanpy as sc
-
-    counts = _as_csr(counts)
-    var_names = pd.Index(var_names)
-    detected = np.flatnonzero(np.asarray((counts > 0).sum(0)).ravel() > 0)
-    if len(detected) <= n_top_genes:
-        return list(var_names[detected])
-    x = _lognorm(counts, detected).astype(np.float32)
-    tmp = AnnData(X=x, obs=pd.DataFrame({"section": pd.Categorical(np.asarray(groups).astype(str))}))
-    tmp.var_names = var_names[detected]
-    n_sections = tmp.obs["section"].nunique()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sc.pp.highly_variable_genes(
-            tmp,
-            flavor="seurat",
-            n_top_genes=int(n_top_genes),
-            batch_key="section" if n_sections > 1 else None,
-        )
-    hv = tmp.var["highly_variable"].to_numpy()
-    return list(tmp.var_names[hv])
-
-
-def neighbor_smooth(values: np.ndarray, nbr: np.ndarray, passes: int) -> np.ndarray:
-    """Average ``values`` over each spot's neighbourhood (rows of ``nbr``, the spot included), ``passes`` times.
-
-    Cancer regions are contiguous tissue, so a spot's score is pooled with its neighbours' before calling it.
-    """
-    out = np.asarray(values, dtype=np.float64)
-    for _ in range(int(passes)):
-        out = out[nbr].mean(1)
-    return out
-
-
-def pseudo_labels(score: np.ndarray, groups: np.ndarray, fraction: float) -> np.ndarray:
-    """1 for the top ``fraction`` of ``score`` in each group, 0 for the bottom ``fraction``, NaN in between."""
-    out = np.full(len(score), np.nan)
-    for g in pd.unique(groups):
-        rows = np.flatnonzero(groups == g)
-        lo, hi = np.quantile(score[rows], [fraction, 1.0 - fraction])
-        if hi <= lo:  # a flat score carries no pseudo-label
-            continue
-        out[rows[score[rows] <= lo]] = 0.0
-        out[rows[score[rows] >= hi]] = 1.0
-    return out
-
-
-def linear_adapt(x: np.ndarray, pseudo: np.ndarray, groups: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """Per section, the decision values of an L2 logistic regression fitted on that section's pseudo-labelled spots.
-
-    ``x`` are the section-standardised gene features, ``pseudo`` 1 / 0 / NaN (see :func:`pseudo_labels`). The fit is a
-    convex problem solved to convergence (scikit-learn, ``C=1``), so its result does not depend on the section's size
-    or on a number of optimisation steps. Sections whose pseudo-labels hold a single class keep ``base``.
-    """
-    from sklearn.linear_model import LogisticRegression
-
-    out = np.asarray(base, dtype=np.float64).copy()
-    for g in pd.unique(groups):
-        rows = np.flatnonzero(groups == g)
-        fit = rows[np.isfinite(pseudo[rows])]
-        if len(np.unique(pseudo[fit])) < 2:
-            continue
-        clf = LogisticRegression(C=1.0, max_iter=2000).fit(x[fit], pseudo[fit])
-        out[rows] = clf.decision_function(x[rows])
-    return out
+# the loader reads the neighbour index and the label from the registry, and gathers the model's derived features
+_LOADED_KEYS = [REGISTRY_KEYS.NEIGHBOR_KEY, REGISTRY_KEYS.LABELS_KEY]
 
 
 def _binary_labels(values: pd.Series, positive_label) -> np.ndarray:
@@ -205,72 +56,7 @@ def _binary_labels(values: pd.Series, positive_label) -> np.ndarray:
     return y.astype(np.float32)
 
 
-# --------------------------------------------------------------------------------------------- loader / plan
-
-
-def _neighbourhood_batch(tensors: dict[str, torch.Tensor], nbr: np.ndarray, module: SpaCRDModule) -> tuple:
-    """The ``(x, h, hmask, nbr)`` arguments of ``SpaCRDModule.inference`` for the neighbourhoods ``nbr``.
-
-    Gathered on the module's device; ``h`` and ``hmask`` are ``None`` without histology.
-    """
-    device = next(module.parameters()).device
-    idx = torch.from_numpy(nbr)
-    h, m = tensors.get("h"), tensors.get("m")
-    return (
-        tensors["x"][idx].to(device),
-        h[idx].to(device) if h is not None else None,
-        m[idx].to(device) if m is not None else None,
-        idx.to(device),
-    )
-
-
-class _FeatureBank:
-    """Gatherable rows of a precomputed feature matrix (duck-types the bank of NeighborhoodDataLoader)."""
-
-    def __init__(self, data: np.ndarray):
-        self.data = np.ascontiguousarray(data, dtype=np.float32)
-        self.row_shape = tuple(self.data.shape[1:])
-
-    def gather(self, rows: np.ndarray) -> np.ndarray:
-        return self.data[rows]
-
-
-class _SpaCRDDataLoader(NeighborhoodDataLoader):
-    """The senca neighbourhood loader, gathering SpaCRD's *preprocessed* features instead of registered rows.
-
-    SpaCRD's inputs are derived (HVGs, normalised, standardised per section; histology standardised per section
-    with a presence mask), so they are held by the model and handed to the loader as ``features`` (a dict
-    ``{name: (n_obs, ...) array}``); batch key ``name + "_nbr"`` is ``(B, k, ...)``.
-    """
-
-    def __init__(self, adata_manager, features: dict | None = None, **kwargs):
-        kwargs.setdefault("data_and_attributes", [REGISTRY_KEYS.NEIGHBOR_KEY, REGISTRY_KEYS.LABELS_KEY])
-        super().__init__(adata_manager, gather_keys=(), **kwargs)
-        if not features:
-            raise ValueError("The SpaCRD loader needs the model's preprocessed features; use SpaCRD.train().")
-        self.banks = {name: _FeatureBank(arr) for name, arr in features.items()}
-
-
-class _SpaCRDDataSplitter(NeighborhoodDataSplitter):
-    data_loader_cls = _SpaCRDDataLoader
-
-
-class _EpochAwarePlan(TrainingPlan):
-    """TrainingPlan that passes the current epoch to the loss (for SpaCRD's VAE-only warm-up)."""
-
-    def training_step(self, batch, batch_idx):
-        self.loss_kwargs["epoch"] = int(self.current_epoch)
-        return super().training_step(batch, batch_idx)
-
-    def validation_step(self, batch, batch_idx):
-        self.loss_kwargs["epoch"] = int(self.current_epoch)
-        return super().validation_step(batch, batch_idx)
-
-
-# --------------------------------------------------------------------------------------------- model
-
-
-class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
+class SpaCRD(SencaModel):
     """Cancer-region detection that transfers to new sections (SpaCRD, Xue et al., AAAI 2026).
 
     Trained on labelled source sections, applied to an unlabelled target. Gene features (normalised, log1p,
@@ -325,9 +111,9 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """
 
     _module_cls = SpaCRDModule
-    _data_splitter_cls = _SpaCRDDataSplitter
-    _data_loader_cls = _SpaCRDDataLoader
-    _training_plan_cls = _EpochAwarePlan
+    _data_splitter_cls = NeighborhoodDataSplitter
+    _data_loader_cls = NeighborhoodDataLoader
+    _training_plan_cls = EpochAwarePlan
 
     def __init__(
         self,
@@ -355,7 +141,7 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
             counts = manager.get_from_registry(REGISTRY_KEYS.X_KEY)
             groups = np.asarray(manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
             if genes is None:
-                genes = select_genes(counts, adata.var_names, groups, n_top_genes)
+                genes = section_hvgs(counts, adata.var_names, groups, n_top_genes)
             self._features = self._make_features(adata, counts, groups, genes)
         elif genes is None:
             raise ValueError("SpaCRD needs either a registered AnnData or the list of genes (when loading).")
@@ -363,7 +149,7 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         if len(genes) < 10:
             raise ValueError(f"Only {len(genes)} genes selected; SpaCRD needs at least 10 expressed genes.")
         n_image = int(self.summary_stats.get(f"n_{REGISTRY_KEYS.IMAGE_KEY}", 0))
-        self._module_args = dict(
+        self._module_kwargs = dict(
             n_genes=len(genes),
             n_image=n_image,
             n_hidden=n_hidden,
@@ -374,7 +160,7 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
             n_members=n_members,
             **module_kwargs,
         )
-        self.module = self._module_cls(**self._module_args)
+        self.module = self._module_cls(**self._module_kwargs)
         self._model_summary_string = (
             f"SpaCRD: {len(genes)} genes, {n_image} histology features "
             f"({'expression-only' if n_image == 0 else 'image + expression'}), "
@@ -398,12 +184,12 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
 
     def _make_features(self, adata, counts, groups, genes) -> dict[str, np.ndarray]:
         feats = {
-            GENE_NBR_KEY[: -len("_nbr")]: gene_features(counts, adata.var_names, genes, groups, self._gene_scaling)
+            FEATURE_KEYS.SPACRD_GENE_KEY: gene_features(counts, adata.var_names, genes, groups, self._gene_scaling)
         }
         if REGISTRY_KEYS.IMAGE_KEY in self.adata_manager.data_registry:
             h, mask = image_features(self.adata_manager.get_from_registry(REGISTRY_KEYS.IMAGE_KEY), groups)
-            feats[IMAGE_NBR_KEY[: -len("_nbr")]] = h
-            feats[MASK_NBR_KEY[: -len("_nbr")]] = mask
+            feats[FEATURE_KEYS.SPACRD_IMAGE_KEY] = h
+            feats[FEATURE_KEYS.SPACRD_MASK_KEY] = mask
         return feats
 
     # ----------------------------------------------------------------------------------------- setup
@@ -504,63 +290,6 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
             manager.register_fields(adata, **kwargs)
         cls.register_manager(manager)
 
-    @classmethod
-    def setup_spatialdata(
-        cls,
-        sdata,
-        table_key: str = "table",
-        layer: str | None = None,
-        image_key: str | None = None,
-        labels_key: str | None = None,
-        sample_key: str | None = None,
-        n_neighbors: int = 7,
-        spatial_key: str = "spatial",
-        positive_label=None,
-        **kwargs,
-    ) -> None:
-        """Register the labelled table ``sdata.tables[table_key]`` of a SpatialData object.
-
-        The table must hold the raw counts, the labels, the spot coordinates in ``obsm[spatial_key]`` and
-        (optionally) histology features in ``obsm[image_key]``, which :func:`senca.im.extract_features` writes
-        there when given the SpatialData.
-
-        Parameters
-        ----------
-        sdata
-            A :class:`spatialdata.SpatialData`.
-        table_key
-            Name of the table.
-        layer, image_key, labels_key, sample_key, n_neighbors, spatial_key, positive_label
-            As in :meth:`setup_anndata` (keys of the table).
-        **kwargs
-            Passed to :meth:`setup_anndata`.
-
-        Returns
-        -------
-        ``None``.
-
-        Examples
-        --------
-        >>> import senca
-        >>> src = senca.datasets.synthetic(n_spots=300, seed=0)
-        >>> sdata = senca.io.to_spatialdata(src)  # doctest: +SKIP
-        >>> senca.model.SpaCRD.setup_spatialdata(sdata, labels_key="region", positive_label="R1")  # doctest: +SKIP
-        >>> det = senca.model.SpaCRD(sdata)  # doctest: +SKIP
-        """
-        image_key = resolve_image_key(sdata, image_key, table_key, spatial_key)
-        table = spatialdata_table(sdata, table_key, spatial_key)
-        cls.setup_anndata(
-            table,
-            layer=layer,
-            image_key=image_key,
-            labels_key=labels_key,
-            sample_key=sample_key,
-            n_neighbors=n_neighbors,
-            spatial_key=spatial_key,
-            positive_label=positive_label,
-            **kwargs,
-        )
-
     # ----------------------------------------------------------------------------------------- train
     def train(
         self,
@@ -617,8 +346,6 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
             raise RuntimeError("This model was loaded without its source AnnData; it can predict, not train.")
         if warm_start and not self.is_trained_:
             raise ValueError("warm_start=True continues a trained model; train it once first (warm_start=False).")
-        import scvi
-
         max_epochs = 30 if max_epochs is None else int(max_epochs)
         align_epochs = max_epochs // 2 if align_epochs is None else int(align_epochs)
         warmup_epochs = max_epochs // 4 if warmup_epochs is None else int(warmup_epochs)
@@ -628,7 +355,11 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
             "batch_size": batch_size,
             "accelerator": accelerator,
             "devices": devices,
-            "datasplitter_kwargs": {"features": self._features},
+            "datasplitter_kwargs": {
+                "features": self._features,
+                "gather_keys": (),
+                "data_and_attributes": _LOADED_KEYS,
+            },
             "plan_kwargs": plan,
         }
         strategy = trainer_kwargs.get("strategy")
@@ -638,15 +369,13 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         trainer_kwargs.setdefault("deterministic", True)
         common.update(trainer_kwargs)
         self.train_seed_ = int(seed)
-        set_seed(seed)
-        scvi.settings.seed = int(seed)
+        # without warm_start: fresh weights drawn from the seed, so that the same seed gives the same model
+        self._reseed(seed, rebuild=not warm_start)
         if warm_start:  # continue from the trained weights: detection epochs only
             align_epochs, warmup_epochs = 0, 0
-        else:  # fresh weights drawn from the seed, so that the same seed gives the same model
-            device = next(self.module.parameters()).device
-            self.module = self._module_cls(**self._module_args).to(device)
+        else:
             self.align_history_ = None
-        with restore_torch_flags():
+        with self._quiet_training():
             if self.module.n_image > 0 and align_epochs > 0:
                 self.module.stage = "align"
                 super().train(max_epochs=align_epochs, **common)
@@ -657,49 +386,6 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         self.module.eval()
 
     # ----------------------------------------------------------------------------------------- predict
-    @staticmethod
-    @torch.inference_mode()
-    def _logits(module, feats: dict[str, np.ndarray], nbr: np.ndarray, batch_size: int) -> np.ndarray:
-        module.eval()
-        tensors = {k: torch.from_numpy(v) for k, v in feats.items()}
-        out = []
-        for start in range(0, len(nbr), batch_size):
-            batch = _neighbourhood_batch(tensors, nbr[start : start + batch_size], module)
-            out.append(module.predict_logit(*batch).float().cpu().numpy())
-        return np.concatenate(out).astype(np.float64)
-
-    def _adapted_module(
-        self, feats: dict[str, np.ndarray], nbr: np.ndarray, pseudo: np.ndarray, epochs: int, lr: float, seed: int
-    ) -> SpaCRDModule:
-        """A copy of the network fine-tuned by BCE on the target spots with a pseudo-label (``pseudo`` 0/1, NaN: none).
-
-        Self-training on the target's most confident spots adapts the classifier to the target's patient and batch
-        without any target label; the trained model itself is left untouched.
-        """
-        module = copy.deepcopy(self.module)
-        module.stage = "detect"
-        module.train()
-        device = next(module.parameters()).device
-        rows = np.flatnonzero(np.isfinite(pseudo))
-        target = torch.from_numpy(pseudo.astype(np.float32))
-        tensors = {k: torch.from_numpy(v) for k, v in feats.items()}
-        optimiser = torch.optim.Adam(module.parameters(), lr=lr)
-        rng = np.random.default_rng(seed)
-        with torch.random.fork_rng(devices=[]), restore_torch_flags():
-            torch.manual_seed(seed)
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            for _ in range(epochs):
-                rng.shuffle(rows)
-                for start in range(0, len(rows), 128):
-                    centre = rows[start : start + 128]
-                    out = module.inference(*_neighbourhood_batch(tensors, nbr[centre], module))
-                    loss = F.binary_cross_entropy_with_logits(out["logit"], target[centre].to(device))
-                    optimiser.zero_grad()
-                    loss.backward()
-                    optimiser.step()
-        module.eval()
-        return module
-
     def predict(
         self,
         adata: AnnData,
@@ -848,7 +534,9 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
         check_not_backed(adata, layer, "SpaCRD.predict")
         counts = adata.X if layer is None else adata.layers[layer]
         check_counts(counts, "adata.X" if layer is None else f"adata.layers[{layer!r}]", "SpaCRD")
-        feats = {"x": gene_features(counts, adata.var_names, genes, groups, self._gene_scaling)}
+        feats = {
+            FEATURE_KEYS.SPACRD_GENE_KEY: gene_features(counts, adata.var_names, genes, groups, self._gene_scaling)
+        }
         if self.module.n_image > 0:
             if image_key is not None and image_key in adata.obsm:
                 h = np.asarray(adata.obsm[image_key])
@@ -866,26 +554,17 @@ class SpaCRD(SaveMixin, UnsupervisedTrainingMixin, BaseModelClass):
                 )
                 h = np.zeros((adata.n_obs, self.module.n_image), dtype=np.float32)
                 m = np.zeros(adata.n_obs, dtype=np.float32)
-            feats["h"], feats["m"] = h, m
+            feats[FEATURE_KEYS.SPACRD_IMAGE_KEY], feats[FEATURE_KEYS.SPACRD_MASK_KEY] = h, m
         nbr = knn_index(np.asarray(adata.obsm[spatial_key]), self.n_neighbors, groups)
         seed = int(getattr(self, "train_seed_", 0) or 0)
-        logits = self._logits(self.module, feats, nbr, batch_size)
+        logits = network_logits(self.module, feats, nbr, batch_size)
         if adapt is not None:
             pseudo = pseudo_labels(neighbor_smooth(logits, nbr, n_smooth), groups, adapt_fraction)
             if adapt == "linear":
-                logits = linear_adapt(feats["x"], pseudo, groups, logits)
+                logits = linear_adapt(feats[FEATURE_KEYS.SPACRD_GENE_KEY], pseudo, groups, logits)
             elif np.isfinite(pseudo).any():
-                adapted = self._adapted_module(feats, nbr, pseudo, adapt_epochs, adapt_lr, seed)
-                logits = self._logits(adapted, feats, nbr, batch_size)
-        logits = neighbor_smooth(logits, nbr, n_smooth)
-        score = np.zeros(adata.n_obs, dtype=np.float64)
-        call = np.zeros(adata.n_obs, dtype=bool)
-        for g in pd.unique(groups):
-            rows = groups == g
-            lg = logits[rows]
-            span = lg.max() - lg.min()
-            s = (lg - lg.min()) / span if span > 0 else np.full(lg.shape, 0.5)
-            score[rows] = s
-            call[rows] = lg >= 0.0 if threshold == "balanced" else s >= gmm_threshold(s, seed=seed)
+                adapted = finetuned_copy(self.module, feats, nbr, pseudo, adapt_epochs, adapt_lr, seed)
+                logits = network_logits(adapted, feats, nbr, batch_size)
+        score, call = section_scores(neighbor_smooth(logits, nbr, n_smooth), groups, threshold, seed)
         adata.obs[score_key] = score
         adata.obs[call_key] = call

@@ -6,13 +6,12 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scvi.distributions import NegativeBinomial
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
-from senca.data._constants import REGISTRY_KEYS, neighbor_key
-from senca.nn import MLP, NeighborhoodCrossAttention, SharedEncoder
+from senca.data._constants import MODULE_KEYS, REGISTRY_KEYS, neighbor_key
+from senca.nn import MLP, NeighborhoodCrossAttention, SharedEncoder, info_nce
 
 from ._integration import harmony_map
 from ._kernel_attention import attend, contrast, kernel_attention, spatial_signal_weights
@@ -195,7 +194,10 @@ class SENCAModule(BaseModuleClass):
         }
 
     def _get_generative_input(self, tensors: dict, inference_outputs: dict) -> dict:
-        return {"z": inference_outputs["z"], "library": inference_outputs["library"]}
+        return {
+            MODULE_KEYS.Z_KEY: inference_outputs[MODULE_KEYS.Z_KEY],
+            MODULE_KEYS.LIBRARY_KEY: inference_outputs[MODULE_KEYS.LIBRARY_KEY],
+        }
 
     def standardise_image(self, h: torch.Tensor) -> torch.Tensor:
         """Standardise histology features with the stored per-feature mean and std."""
@@ -221,7 +223,7 @@ class SENCAModule(BaseModuleClass):
         self_mask = torch.zeros(k, dtype=torch.bool, device=tg.device)
         self_mask[0] = k > 1  # the contrast looks at the *other* spots; a lone spot keeps itself
         nbhd = self.reconstruct == "neighborhood"
-        out: dict[str, torch.Tensor] = {"tg": tg_i, "library": library.sum(1) if nbhd else library[:, 0]}
+        out: dict[str, torch.Tensor] = {"tg": tg_i, MODULE_KEYS.LIBRARY_KEY: library.sum(1) if nbhd else library[:, 0]}
         if self.n_image > 0:
             if h_nbr is None:
                 raise ValueError("This SENCA module was built with histology features but got none (h_nbr).")
@@ -233,7 +235,9 @@ class SENCAModule(BaseModuleClass):
             ctx, a_c = self.attn_contrast(th_i, th, values=tg, mask=self_mask)
             delta = tg_i - ctx
             fused = torch.cat([tg_i, th_i, c_gh, c_hg, delta], dim=-1)
-            out.update(th=th_i, h=h_std.mean(1) if nbhd else h_std[:, 0], attention_image=a_hg)
+            out["th"] = th_i
+            out[MODULE_KEYS.H_KEY] = h_std.mean(1) if nbhd else h_std[:, 0]
+            out[MODULE_KEYS.ATTENTION_IMAGE_KEY] = a_hg
         else:
             c_gh, a_gh = self.attn_gene(tg_i, tg)  # gene-to-gene
             ctx, a_c = self.attn_contrast(tg_i, tg, values=tg, mask=self_mask)
@@ -244,12 +248,10 @@ class SENCAModule(BaseModuleClass):
             pooled = [gene_in.mean(1)] + ([h_std.mean(1)] if self.n_image > 0 else [])
             pre = pre + self.skip(torch.cat(pooled, dim=-1))
         z = self.norm(pre)
-        out.update(
-            z=z,
-            attention=a_gh,
-            contrast_attention=a_c,
-            delta=delta,
-        )
+        out[MODULE_KEYS.Z_KEY] = z
+        out[MODULE_KEYS.ATTENTION_KEY] = a_gh
+        out[MODULE_KEYS.CONTRAST_ATTENTION_KEY] = a_c
+        out[MODULE_KEYS.DELTA_KEY] = delta
         return out
 
     def image_tokens(self, h: torch.Tensor) -> torch.Tensor:
@@ -316,14 +318,14 @@ class SENCAModule(BaseModuleClass):
             z = torch.cat([z, (self.image_block_weight * self.image_block_scale) * zh], dim=-1)
         # the contrast counts each component by how spatially structured it is: noise components would drown it
         delta = contrast(expression, index, a) * spatial_signal_weights(expression, index)
-        return {"z": z, "attention": a, "delta": delta}
+        return {MODULE_KEYS.Z_KEY: z, MODULE_KEYS.ATTENTION_KEY: a, MODULE_KEYS.DELTA_KEY: delta}
 
     @auto_move_data
     def generative(self, z: torch.Tensor, library: torch.Tensor) -> dict:
         """Decode counts (negative binomial, observed library size) and histology features."""
         rho = torch.softmax(self.gene_decoder(z), dim=-1)
         px = NegativeBinomial(mu=rho * library.unsqueeze(-1), theta=torch.exp(self.px_r))
-        out = {"px": px}
+        out = {MODULE_KEYS.PX_KEY: px}
         if self.n_image > 0:
             out["h_hat"] = self.image_decoder(z)
         return out
@@ -332,16 +334,16 @@ class SENCAModule(BaseModuleClass):
         """Weighted per-feature-averaged reconstruction losses plus the InfoNCE term."""
         x_nbr = tensors[neighbor_key(REGISTRY_KEYS.X_KEY)]
         x = x_nbr.sum(1) if self.reconstruct == "neighborhood" else x_nbr[:, 0]
-        nb = -generative_outputs["px"].log_prob(x).mean(-1)
+        nb = -generative_outputs[MODULE_KEYS.PX_KEY].log_prob(x).mean(-1)
         recon = self.gene_weight * nb
         metrics = {"nb_loss": nb.mean()}
         infonce = torch.zeros((), device=x.device)
         if self.n_image > 0:
-            img = 0.5 * ((generative_outputs["h_hat"] - inference_outputs["h"]) ** 2).mean(-1)
+            img = 0.5 * ((generative_outputs["h_hat"] - inference_outputs[MODULE_KEYS.H_KEY]) ** 2).mean(-1)
             recon = recon + self.image_weight * img
             metrics["histology_loss"] = img.mean()
             if self.infonce_weight > 0 and x.shape[0] > 1:
-                infonce = self._infonce(inference_outputs["tg"], inference_outputs["th"])
+                infonce = info_nce(inference_outputs["tg"], inference_outputs["th"], self.temperature)
             metrics["infonce_loss"] = infonce
         loss = recon.mean() + self.infonce_weight * infonce
         return LossOutput(
@@ -352,14 +354,9 @@ class SENCAModule(BaseModuleClass):
             extra_metrics=metrics,
         )
 
-    def _infonce(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / self.temperature
-        target = torch.arange(a.shape[0], device=a.device)
-        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
-
     @torch.inference_mode()
     def sample(self, tensors: dict, n_samples: int = 1) -> torch.Tensor:
         """Sample counts ``(n_samples, B, G)`` from the fitted negative binomial."""
         inf = self.inference(**self._get_inference_input(tensors))
-        gen = self.generative(inf["z"], inf["library"])
-        return gen["px"].sample((n_samples,)).cpu()
+        gen = self.generative(inf[MODULE_KEYS.Z_KEY], inf[MODULE_KEYS.LIBRARY_KEY])
+        return gen[MODULE_KEYS.PX_KEY].sample((n_samples,)).cpu()

@@ -12,68 +12,12 @@ import torch.nn.functional as F
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
-#: Minibatch keys produced by the SpaCRD neighbourhood loader.
-GENE_NBR_KEY = "spacrd_x_nbr"  # (B, k, G) standardised log-expression of the k neighbours
-IMAGE_NBR_KEY = "spacrd_h_nbr"  # (B, k, D) standardised histology features (zeros where missing)
-MASK_NBR_KEY = "spacrd_hmask_nbr"  # (B, k) 1.0 where the neighbour has histology features, else 0.0
-LABEL_KEY = "labels"  # (B, 1) 0/1 label of the centre spot (same string as scvi.REGISTRY_KEYS.LABELS_KEY)
-NBR_INDEX_KEY = "neighbors"  # (B, k) neighbour row numbers (= senca.data.REGISTRY_KEYS.NEIGHBOR_KEY)
+from senca.data._constants import FEATURE_KEYS, MODULE_KEYS, REGISTRY_KEYS, neighbor_key
+from senca.nn import CentreCrossAttention, info_nce, mlp_layers
 
-
-def _mlp(n_in: int, n_hidden: int, n_out: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(n_in, n_hidden),
-        nn.LayerNorm(n_hidden),
-        nn.ReLU(),
-        nn.Dropout(dropout),
-        nn.Linear(n_hidden, n_out),
-    )
-
-
-def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Symmetric InfoNCE between paired rows of ``a`` and ``b`` (cosine similarity / temperature).
-
-    Parameters
-    ----------
-    a, b
-        ``(n, d)`` paired embeddings (row ``i`` of ``a`` matches row ``i`` of ``b``).
-    temperature
-        Softmax temperature.
-
-    Returns
-    -------
-    ``0.5 * (CE(a -> b) + CE(b -> a))``, a scalar.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from senca.module._spacrd import info_nce
-    >>> x = torch.randn(8, 4)
-    >>> bool(info_nce(x, x, 0.07) < info_nce(x, torch.randn(8, 4), 0.07))
-    True
-    """
-    a = F.normalize(a, dim=-1)
-    b = F.normalize(b, dim=-1)
-    logits = a @ b.T / temperature
-    target = torch.arange(a.shape[0], device=a.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
-
-
-class _CentreCrossAttention(nn.Module):
-    """Multi-head attention of the centre token of one modality over the neighbourhood of the other.
-
-    As in SpaCRD: Q/K/V projections, softmax, dropout, output projection, LayerNorm (no residual). Only the
-    centre query is computed: the read-out of SpaCRD is the centre token, and attention rows are independent.
-    """
-
-    def __init__(self, d: int, n_heads: int, dropout: float):
-        super().__init__()
-        self.attn = nn.MultiheadAttention(d, n_heads, dropout=dropout, batch_first=True)
-        self.norm = nn.LayerNorm(d)
-
-    def forward(self, query: torch.Tensor, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out, w = self.attn(query[:, None, :], keys, keys, need_weights=True, average_attn_weights=True)
-        return self.norm(out[:, 0]), w[:, 0]
+_GENE_NBR = neighbor_key(FEATURE_KEYS.SPACRD_GENE_KEY)  # (B, k, G) standardised log-expression of the k neighbours
+_IMAGE_NBR = neighbor_key(FEATURE_KEYS.SPACRD_IMAGE_KEY)  # (B, k, D) standardised histology (zeros where missing)
+_MASK_NBR = neighbor_key(FEATURE_KEYS.SPACRD_MASK_KEY)  # (B, k) 1.0 where the neighbour has histology, else 0.0
 
 
 class _SpaCRDNet(nn.Module):
@@ -93,11 +37,11 @@ class _SpaCRDNet(nn.Module):
     ):
         super().__init__()
         self.input_dropout = nn.Dropout(float(input_dropout))
-        self.gene_encoder = _mlp(n_genes, n_hidden, n_embed, dropout)
-        self.image_encoder = _mlp(n_image, n_hidden, n_embed, dropout) if n_image > 0 else None
+        self.gene_encoder = mlp_layers(n_genes, n_embed, n_hidden, 1, dropout, nn.ReLU)
+        self.image_encoder = mlp_layers(n_image, n_embed, n_hidden, 1, dropout, nn.ReLU) if n_image > 0 else None
         self.token_norm = nn.LayerNorm(n_embed, elementwise_affine=False)
-        self.attn_gene_from_image = _CentreCrossAttention(n_embed, n_heads, attention_dropout)
-        self.attn_image_from_gene = _CentreCrossAttention(n_embed, n_heads, attention_dropout)
+        self.attn_gene_from_image = CentreCrossAttention(n_embed, n_heads, attention_dropout)
+        self.attn_image_from_gene = CentreCrossAttention(n_embed, n_heads, attention_dropout)
         self.fuse = nn.Sequential(nn.Linear(2 * n_embed, n_embed), nn.LayerNorm(n_embed))
         h_vae = max(n_latent, n_embed // 2)
         self.vae_encoder = nn.Sequential(nn.Linear(n_embed, h_vae), nn.ReLU(), nn.Linear(h_vae, 2 * n_latent))
@@ -278,14 +222,14 @@ class SpaCRDModule(BaseModuleClass):
 
     def _get_inference_input(self, tensors):
         return {
-            "x": tensors[GENE_NBR_KEY],
-            "h": tensors.get(IMAGE_NBR_KEY),
-            "hmask": tensors.get(MASK_NBR_KEY),
-            "nbr": tensors.get(NBR_INDEX_KEY),
+            MODULE_KEYS.X_KEY: tensors[_GENE_NBR],
+            MODULE_KEYS.H_KEY: tensors.get(_IMAGE_NBR),
+            MODULE_KEYS.HMASK_KEY: tensors.get(_MASK_NBR),
+            MODULE_KEYS.NBR_KEY: tensors.get(REGISTRY_KEYS.NEIGHBOR_KEY),
         }
 
     def _get_generative_input(self, tensors, inference_outputs):
-        return {"z": inference_outputs.get("z")}
+        return {MODULE_KEYS.Z_KEY: inference_outputs.get(MODULE_KEYS.Z_KEY)}
 
     @auto_move_data
     def inference(self, x, h=None, hmask=None, nbr=None) -> dict:
@@ -311,17 +255,18 @@ class SpaCRDModule(BaseModuleClass):
         the mean of the members' logits.
         """
         members = [net(x, h, hmask, nbr, self.stage) for net in self.members]
-        out = {"members": members, "z": [m.get("z") for m in members] if self.stage != "align" else None}
+        z = [m.get(MODULE_KEYS.Z_KEY) for m in members] if self.stage != "align" else None
+        out = {MODULE_KEYS.MEMBERS_KEY: members, MODULE_KEYS.Z_KEY: z}
         if self.stage != "align":
-            out["logit"] = torch.stack([m["logit"] for m in members]).mean(0)
+            out[MODULE_KEYS.LOGIT_KEY] = torch.stack([m[MODULE_KEYS.LOGIT_KEY] for m in members]).mean(0)
         return out
 
     @auto_move_data
     def generative(self, z=None) -> dict:
         """Decode each member's latent back to its fused vector (``None`` in the alignment stage)."""
         if z is None:
-            return {"recon": None}
-        return {"recon": [net.vae_decoder(zi) for net, zi in zip(self.members, z, strict=True)]}
+            return {MODULE_KEYS.RECON_KEY: None}
+        return {MODULE_KEYS.RECON_KEY: [net.vae_decoder(zi) for net, zi in zip(self.members, z, strict=True)]}
 
     def _contrastive(self, out) -> torch.Tensor:
         present = out["present0"]
@@ -345,7 +290,7 @@ class SpaCRDModule(BaseModuleClass):
         sep = torch.linalg.vector_norm(net.prior_means[0] - net.prior_means[1])
         hinge = F.relu(self.margin - sep)  # bounded: no reward beyond the margin
         vae = recon.mean() + self.kl_weight * kl.mean() + self.margin_weight * hinge
-        bce = F.binary_cross_entropy_with_logits(out["logit"], y)
+        bce = F.binary_cross_entropy_with_logits(out[MODULE_KEYS.LOGIT_KEY], y)
         if warm:
             total = vae + self.contrastive_weight * nce
         else:
@@ -354,16 +299,16 @@ class SpaCRDModule(BaseModuleClass):
 
     def loss(self, tensors, inference_outputs, generative_outputs, epoch: int | None = None) -> LossOutput:
         """Stage-dependent loss (see the class docstring), summed over the members."""
-        members = inference_outputs["members"]
+        members = inference_outputs[MODULE_KEYS.MEMBERS_KEY]
         n = members[0]["tg0"].shape[0]
         if self.stage == "align":
             nce = torch.stack([self._contrastive(m) for m in members])
             return LossOutput(loss=nce.sum(), n_obs_minibatch=n, extra_metrics={"infonce": nce.mean().detach()})
-        y = tensors[LABEL_KEY].reshape(-1).float().to(members[0]["qm"].device)
+        y = tensors[REGISTRY_KEYS.LABELS_KEY].reshape(-1).float().to(members[0]["qm"].device)
         warm = epoch is not None and epoch < self.n_warmup_epochs
         parts = [
             self._member_loss(net, m, r, y, warm)
-            for net, m, r in zip(self.members, members, generative_outputs["recon"], strict=True)
+            for net, m, r in zip(self.members, members, generative_outputs[MODULE_KEYS.RECON_KEY], strict=True)
         ]
         total, recon, kl, bce, nce, sep = (torch.stack(list(p)) for p in zip(*parts, strict=True))
         return LossOutput(
@@ -400,6 +345,6 @@ class SpaCRDModule(BaseModuleClass):
         stage = self.stage
         self.stage = "detect"
         try:
-            return self.inference(x, h, hmask, nbr)["logit"]
+            return self.inference(x, h, hmask, nbr)[MODULE_KEYS.LOGIT_KEY]
         finally:
             self.stage = stage

@@ -6,8 +6,50 @@ import torch
 from torch import nn
 
 
+def mlp_layers(
+    n_in: int, n_out: int, n_hidden: int, n_layers: int = 1, dropout: float = 0.1, activation: type = nn.GELU
+) -> nn.Sequential:
+    """``n_layers`` blocks of Linear -> LayerNorm -> ``activation`` -> Dropout, then a final Linear.
+
+    Parameters
+    ----------
+    n_in, n_out, n_hidden
+        Input, output and hidden widths.
+    n_layers
+        Number of hidden blocks (0 gives a single Linear layer).
+    dropout
+        Dropout after each hidden block.
+    activation
+        Activation class (``nn.GELU`` for SENCA, ``nn.ReLU`` for SpaCRD's encoders, as in the paper's code).
+
+    Returns
+    -------
+    The layers as one :class:`torch.nn.Sequential` (its parameter names are ``0.weight``, ``1.weight``...).
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from senca.nn import mlp_layers
+    >>> mlp_layers(10, 4, 16, activation=nn.ReLU)
+    Sequential(
+      (0): Linear(in_features=10, out_features=16, bias=True)
+      (1): LayerNorm((16,), eps=1e-05, elementwise_affine=True)
+      (2): ReLU()
+      (3): Dropout(p=0.1, inplace=False)
+      (4): Linear(in_features=16, out_features=4, bias=True)
+    )
+    """
+    layers: list[nn.Module] = []
+    width = n_in
+    for _ in range(n_layers):
+        layers += [nn.Linear(width, n_hidden), nn.LayerNorm(n_hidden), activation(), nn.Dropout(dropout)]
+        width = n_hidden
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
 class MLP(nn.Module):
-    """Linear -> LayerNorm -> GELU -> Dropout blocks, then a final Linear.
+    """Linear -> LayerNorm -> GELU -> Dropout blocks, then a final Linear (see :func:`mlp_layers`).
 
     Works on inputs of any leading shape ``(..., n_in)``.
 
@@ -34,13 +76,7 @@ class MLP(nn.Module):
 
     def __init__(self, n_in: int, n_out: int, n_hidden: int = 128, n_layers: int = 1, dropout: float = 0.1):
         super().__init__()
-        layers: list[nn.Module] = []
-        width = n_in
-        for _ in range(n_layers):
-            layers += [nn.Linear(width, n_hidden), nn.LayerNorm(n_hidden), nn.GELU(), nn.Dropout(dropout)]
-            width = n_hidden
-        layers.append(nn.Linear(width, n_out))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp_layers(n_in, n_out, n_hidden, n_layers, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``(..., n_in)`` to ``(..., n_out)``."""

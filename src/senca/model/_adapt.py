@@ -1,0 +1,124 @@
+"""Label-free adaptation of a trained SpaCRD to a target section: pseudo-labels, their refit, per-section scores.
+
+Every step uses the target's own spots and no target label (transductive, like SpaCRD's per-section scaling).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from senca._utils import restore_torch_flags
+from senca.data import MODULE_KEYS, gather_neighborhoods
+from senca.metrics import gmm_threshold
+
+
+def neighbor_smooth(values: np.ndarray, nbr: np.ndarray, passes: int) -> np.ndarray:
+    """Average ``values`` over each spot's neighbourhood (rows of ``nbr``, the spot included), ``passes`` times.
+
+    Cancer regions are contiguous tissue, so a spot's score is pooled with its neighbours' before calling it.
+    """
+    out = np.asarray(values, dtype=np.float64)
+    for _ in range(int(passes)):
+        out = out[nbr].mean(1)
+    return out
+
+
+def pseudo_labels(score: np.ndarray, groups: np.ndarray, fraction: float) -> np.ndarray:
+    """1 for the top ``fraction`` of ``score`` in each group, 0 for the bottom ``fraction``, NaN in between."""
+    out = np.full(len(score), np.nan)
+    for g in pd.unique(groups):
+        rows = np.flatnonzero(groups == g)
+        lo, hi = np.quantile(score[rows], [fraction, 1.0 - fraction])
+        if hi <= lo:  # a flat score carries no pseudo-label
+            continue
+        out[rows[score[rows] <= lo]] = 0.0
+        out[rows[score[rows] >= hi]] = 1.0
+    return out
+
+
+def linear_adapt(x: np.ndarray, pseudo: np.ndarray, groups: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Per section, the decision values of an L2 logistic regression fitted on that section's pseudo-labelled spots.
+
+    ``x`` are the section-standardised gene features, ``pseudo`` 1 / 0 / NaN (see :func:`pseudo_labels`). The fit is a
+    convex problem solved to convergence (scikit-learn, ``C=1``), so its result does not depend on the section's size
+    or on a number of optimisation steps. Sections whose pseudo-labels hold a single class keep ``base``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    out = np.asarray(base, dtype=np.float64).copy()
+    for g in pd.unique(groups):
+        rows = np.flatnonzero(groups == g)
+        fit = rows[np.isfinite(pseudo[rows])]
+        if len(np.unique(pseudo[fit])) < 2:
+            continue
+        clf = LogisticRegression(C=1.0, max_iter=2000).fit(x[fit], pseudo[fit])
+        out[rows] = clf.decision_function(x[rows])
+    return out
+
+
+@torch.inference_mode()
+def network_logits(module, features: dict[str, np.ndarray], nbr: np.ndarray, batch_size: int) -> np.ndarray:
+    """The network's logit of every spot (eval mode), its neighbourhoods ``nbr`` gathered from ``features``."""
+    module.eval()
+    device = next(module.parameters()).device
+    out = []
+    for start in range(0, len(nbr), batch_size):
+        batch = gather_neighborhoods(features, nbr[start : start + batch_size], device)
+        out.append(module.predict_logit(**module._get_inference_input(batch)).float().cpu().numpy())
+    return np.concatenate(out).astype(np.float64)
+
+
+def finetuned_copy(
+    module, features: dict[str, np.ndarray], nbr: np.ndarray, pseudo: np.ndarray, epochs: int, lr: float, seed: int
+):
+    """A copy of the network fine-tuned by BCE on the target spots with a pseudo-label (``pseudo`` 0/1, NaN: none).
+
+    Self-training on the target's most confident spots adapts the classifier to the target's patient and batch
+    without any target label; ``module`` itself is left untouched.
+    """
+    module = copy.deepcopy(module)
+    module.stage = "detect"
+    module.train()
+    device = next(module.parameters()).device
+    rows = np.flatnonzero(np.isfinite(pseudo))
+    target = torch.from_numpy(pseudo.astype(np.float32))
+    optimiser = torch.optim.Adam(module.parameters(), lr=lr)
+    rng = np.random.default_rng(seed)
+    with torch.random.fork_rng(devices=[]), restore_torch_flags():
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        for _ in range(epochs):
+            rng.shuffle(rows)
+            for start in range(0, len(rows), 128):
+                centre = rows[start : start + 128]
+                batch = gather_neighborhoods(features, nbr[centre], device)
+                out = module.inference(**module._get_inference_input(batch))
+                loss = F.binary_cross_entropy_with_logits(out[MODULE_KEYS.LOGIT_KEY], target[centre].to(device))
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+    module.eval()
+    return module
+
+
+def section_scores(logits: np.ndarray, groups: np.ndarray, threshold: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logits min-max scaled within each section into scores in [0, 1], and the label-free binary call.
+
+    ``threshold="balanced"``: a spot is cancer where its logit is >= 0; ``"gmm"``: where its score reaches the
+    two-component Gaussian mixture threshold of its section (:func:`senca.metrics.gmm_threshold`).
+    """
+    score = np.zeros(len(logits), dtype=np.float64)
+    call = np.zeros(len(logits), dtype=bool)
+    for g in pd.unique(groups):
+        rows = groups == g
+        lg = logits[rows]
+        span = lg.max() - lg.min()
+        s = (lg - lg.min()) / span if span > 0 else np.full(lg.shape, 0.5)
+        score[rows] = s
+        call[rows] = lg >= 0.0 if threshold == "balanced" else s >= gmm_threshold(s, seed=seed)
+    return score, call
