@@ -339,5 +339,25 @@ def fmt_mean_std(values, digits: int = 3) -> str:
     return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
 
 
+# ----------------------------------------------------------------------------------------------------- region methods
+# names and labels of the region methods, read by regions.py (runs) and report.py (tables); kept here so that
+# report.py does not import regions.py, which imports report.py
+REGION_METHODS = [
+    "senca_he", "senca", "smoothed_pca", "smoothed_pca_tl", "scanpy", "banksy", "spagcn", "graphst", "stagate"
+]
+REGION_LABELS = {
+    "senca_he": "SENCA (expression + space + H&E stats)",
+    "senca": "SENCA (expression + space)",
+    "smoothed_pca": "spatially smoothed PCA + EEE GMM",
+    "smoothed_pca_tl": "spatially smoothed PCA + senca.tl.regions (k-means-initialised EEE GMM, refine)",
+    "scanpy": "scanpy PCA + Leiden (expression only)",
+    "banksy": "BANKSY (pybanksy, λ=0.8, Leiden)",
+    "spagcn": "SpaGCN (spagcn-modern; H&E on A1)",
+    "graphst": "GraphST (graphst-modern; EEE GMM¹ + refine)",
+    "stagate": "STAGATE (stagate-modern; EEE GMM¹)",
+}
+
+
 if __name__ == "__main__":
     _child(sys.argv[1], sys.argv[2])
+

@@ -34,6 +34,9 @@ import time
 import numpy as np
 
 from benchmarks._common import (
+    REGION_METHODS as ALL_METHODS,
+)
+from benchmarks._common import (
     RESULTS,
     bench_python,
     dump_json,
@@ -45,25 +48,9 @@ from benchmarks._common import (
 )
 
 RUNS = RESULTS / "regions_runs"
-ALL_METHODS = [
-    "senca_he", "senca", "smoothed_pca", "smoothed_pca_tl", "scanpy", "banksy", "spagcn", "graphst", "stagate"
-]
 QUICK_METHODS = ["smoothed_pca", "scanpy", "senca"]
 PEERS = {"graphst", "spagcn", "banksy", "stagate"}
 IMAGE_METHODS = {"senca_he"}
-
-LABELS = {
-    "senca_he": "SENCA (expression + space + H&E stats)",
-    "senca": "SENCA (expression + space)",
-    "smoothed_pca": "spatially smoothed PCA + EEE GMM",
-    "smoothed_pca_tl": "spatially smoothed PCA + senca.tl.regions (k-means-initialised EEE GMM, refine)",
-    "scanpy": "scanpy PCA + Leiden (expression only)",
-    "banksy": "BANKSY (pybanksy, λ=0.8, Leiden)",
-    "spagcn": "SpaGCN (spagcn-modern; H&E on A1)",
-    "graphst": "GraphST (graphst-modern; EEE GMM¹ + refine)",
-    "stagate": "STAGATE (stagate-modern; EEE GMM¹)",
-}
-
 
 # ----------------------------------------------------------------------------------------------------- helpers
 def _log_normalise_hvg(adata, n_top_genes: int = 3000):

@@ -37,7 +37,8 @@ def load_runs(runs: Path) -> list[dict]:
 
 def aggregate_regions(runs: list[dict]) -> dict:
     """Per method: per-section ARI/NMI over seeds, the section mean per seed, time and memory."""
-    from benchmarks.regions import ALL_METHODS, LABELS
+    from benchmarks._common import REGION_LABELS as LABELS
+    from benchmarks._common import REGION_METHODS as ALL_METHODS
 
     by = defaultdict(lambda: defaultdict(dict))  # method -> section -> seed -> run
     errors = defaultdict(list)

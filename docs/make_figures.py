@@ -197,7 +197,7 @@ def landing(path: Path, seed: int = 0) -> None:
     import numpy as np
 
     import senca
-    from senca._cli._plot import regions_figure
+    from senca.cli._plot import regions_figure
 
     adata = senca.datasets.synthetic(
         n_spots=900,

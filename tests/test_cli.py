@@ -213,7 +213,7 @@ def test_usage_errors_exit_non_zero(tmp_path):
 
 def test_failed_write_leaves_nothing_behind(tmp_path):
     import senca
-    from senca._cli._io import check_output, write_output
+    from senca.cli._io import check_output, write_output
 
     adata = senca.datasets.synthetic(n_spots=40, n_genes=20, seed=0)
     out = tmp_path / "out.h5ad"
@@ -230,7 +230,7 @@ def test_write_replaces_atomically_with_overwrite(tmp_path):
     import anndata as ad
 
     import senca
-    from senca._cli._io import write_output
+    from senca.cli._io import write_output
 
     adata = senca.datasets.synthetic(n_spots=40, n_genes=20, seed=0)
     out = tmp_path / "out.h5ad"
@@ -243,7 +243,7 @@ def test_write_replaces_atomically_with_overwrite(tmp_path):
 
 
 def test_replace_directory_atomically(tmp_path):
-    from senca._cli._io import replace_atomically
+    from senca.cli._io import replace_atomically
 
     old = tmp_path / "store.zarr"
     old.mkdir()

@@ -248,7 +248,7 @@ LABEL_COLUMNS = {
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("case", list(LABEL_COLUMNS))
 def test_spacrd_and_cli_share_the_label_rule(case, caplog):
-    from senca.cli import _binary_labels
+    from senca.cli import binary_labels as _binary_labels
 
     (pos, neg), taken = LABEL_COLUMNS[case]
     adata = _labelled(60)
@@ -289,7 +289,8 @@ def test_spacrd_and_cli_share_the_label_rule(case, caplog):
 def test_ambiguous_label_columns_are_refused_by_spacrd_and_cli(values):
     from pathlib import Path
 
-    from senca.cli import CLIError, _binary_labels
+    from senca.cli import CLIError
+    from senca.cli import binary_labels as _binary_labels
 
     adata = _labelled(60)
     adata.obs["cancer"] = np.where(adata.obs["cancer"], values[0], values[1])
@@ -310,7 +311,7 @@ def test_cli_labels_keep_missing_values_missing():
     """A target's unlabelled spots are left out of the metrics, not counted as non-cancer."""
     from pathlib import Path
 
-    from senca.cli import _binary_labels
+    from senca.cli import binary_labels as _binary_labels
 
     y = _binary_labels(pd.Series(["cancer", None, "other", np.nan]), None, Path("t.h5ad"))
     np.testing.assert_array_equal(y.to_numpy(), [1.0, np.nan, 0.0, np.nan])

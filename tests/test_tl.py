@@ -233,12 +233,12 @@ def test_discordance_wiring():
     assert adata.obs["senca_discordance"].sum() == 0
     with pytest.raises(ValueError, match=r"expected \(5,\)"):
         senca.tl.discordance(adata, _StandIn(np.zeros(4)), key_added="d2")
-    with pytest.raises(ValueError, match="not trained"):
-        senca.tl.discordance(adata, _StandIn(np.zeros(5), trained=False), key_added="d3")
+    # the score does not depend on training: an untrained model is scored like a trained one
+    senca.tl.discordance(adata, _StandIn(np.ones(5), trained=False), key_added="d3")
+    assert adata.obs["d3"].tolist() == [1.0] * 5
     with pytest.raises(TypeError, match="get_discordance"):
         senca.tl.discordance(adata, object(), key_added="d4")
     assert "d2" not in adata.obs
-    assert "d3" not in adata.obs
 
 
 def test_shared_covariance_mixture_separates_elongated_regions():

@@ -9,8 +9,9 @@ import scipy.sparse as sp
 import torch
 from scvi import settings
 from scvi.data import AnnDataManager
-from scvi.data._utils import registry_key_to_default_dtype
 from scvi.dataloaders import AnnDataLoader, DataSplitter
+
+from senca._scvi_private import default_dtype
 
 from ._constants import REGISTRY_KEYS, neighbor_key
 
@@ -134,9 +135,9 @@ class NeighborhoodDataLoader(AnnDataLoader):
             )
         gather = self.gather_keys if gather_keys is None else tuple(gather_keys)
         if data_and_attributes is None:  # gathered keys come with the neighbourhood (column 0 is the spot itself)
-            data_and_attributes = {k: registry_key_to_default_dtype(k) for k in registered if k not in gather}
+            data_and_attributes = {k: default_dtype(k) for k in registered if k not in gather}
         elif isinstance(data_and_attributes, (list, tuple)):
-            data_and_attributes = {k: registry_key_to_default_dtype(k) for k in data_and_attributes}
+            data_and_attributes = {k: default_dtype(k) for k in data_and_attributes}
         data_and_attributes = dict(data_and_attributes)
         data_and_attributes[neighbor_key] = np.int64
         super().__init__(

@@ -6,6 +6,8 @@ import torch
 from scvi.module.base import LossOutput
 from scvi.train import TrainingPlan as _ScviTrainingPlan
 
+from senca._scvi_private import undecorated
+
 
 class TrainingPlan(_ScviTrainingPlan):
     """:class:`scvi.train.TrainingPlan` whose metrics are logged under ``torch.no_grad`` instead of inference mode.
@@ -22,7 +24,7 @@ class TrainingPlan(_ScviTrainingPlan):
 
     def compute_and_log_metrics(self, loss_output: LossOutput, metrics: dict, mode: str) -> None:
         """Log one minibatch's losses and extra metrics, as :meth:`scvi.train.TrainingPlan.compute_and_log_metrics`."""
-        body = getattr(_ScviTrainingPlan.compute_and_log_metrics, "__wrapped__", None)
+        body = undecorated(_ScviTrainingPlan.compute_and_log_metrics)
         if body is None:  # a later scvi-tools without the inference-mode decorator
             return super().compute_and_log_metrics(loss_output, metrics, mode)
         with torch.no_grad():

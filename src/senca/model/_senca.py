@@ -16,6 +16,7 @@ from anndata import AnnData
 from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField, NumericalObsField, ObsmField
 
+from senca._scvi_private import check_view, instance_manager, registered_var_names
 from senca._utils import quiet_scvi, table_of
 from senca._validate import check_not_backed, check_same_genes, check_unique_obs_names
 from senca.data import (
@@ -34,9 +35,10 @@ from ._plan import TrainingPlan
 logger = logging.getLogger(__name__)
 
 _NO_IMAGE_WARNING = (
-    "SENCA was set up without histology features (image_key=None): it runs in expression-only mode, "
-    "with gene-to-gene neighbourhood attention (expression + space). Pass image_key= (e.g. the output of "
-    "senca.im.extract_features, adata.obsm['X_histology']) to use the H&E."
+    "SENCA was set up without histology features (image_key=None): it runs in expression-only mode, where its "
+    "region embedding is the expression principal components averaged uniformly over each spot's neighbourhood "
+    "(expression + space). Pass image_key= (e.g. the output of senca.im.extract_features, "
+    "adata.obsm['X_histology']) to weight the neighbours by how alike they look in H&E."
 )
 
 
@@ -194,8 +196,9 @@ class SENCA(SencaModel):
     data), plus the histology tokens mixed the same way, each weighted by its spatial autocorrelation, at the
     expression block's spread (neither modality dominates); without an image it is the
     spatially smoothed expression. Its weights are not trained: the trained latent is ``representation="learned"``,
-    and every learned embedding tried on her2st clustered worse (``benchmarks/explore/senca_learned``). Cluster with
-    :func:`senca.tl.regions`; :meth:`get_discordance` is the functional contrast of the same attention.
+    and every learned embedding tried on her2st clustered worse (``benchmarks/RESULTS.md``, "Experiments behind the
+    defaults"). Cluster with :func:`senca.tl.regions`; :meth:`get_discordance` is the functional contrast of the
+    same attention.
 
     Several sections set up together with a ``sample_key`` are integrated (cohort mode, ``integrate``): the expression
     components are corrected for the section with Harmony, whose reference the model keeps, so that one region
@@ -209,7 +212,8 @@ class SENCA(SencaModel):
     registry
         Used by :meth:`load` to rebuild a model without data; leave ``None``.
     n_latent
-        Width of the embedding.
+        Width of the trained network's latent (``representation="learned"``). The default region embedding does
+        not depend on it: it has ``n_pcs`` expression columns plus 10 histology columns when there is an image.
     n_hidden
         Token width and hidden width.
     n_heads
@@ -569,8 +573,10 @@ class SENCA(SencaModel):
         accelerator, devices
             Lightning device arguments (``"auto"`` picks a GPU when there is one).
         seed
-            Seeds Python, numpy, torch, Lightning, the train/validation split and the loader shuffling:
-            the same seed gives the same embedding on CPU. ``None`` leaves the generators alone.
+            Seeds Python, numpy, torch, Lightning, the initial weights of an untrained model, the train/validation
+            split and the loader shuffling: the same seed gives the same trained network (and learned embedding)
+            on CPU. The default region embedding has no trained weights and does not depend on it. ``None`` leaves
+            the generators alone.
         train_size
             Fraction of spots used for training; the rest is the validation split that early
             stopping watches (``1.0`` disables both).
@@ -635,15 +641,10 @@ class SENCA(SencaModel):
     def _validate_anndata(self, adata=None, copy_if_view: bool = True):
         """Set new data up with SENCA's own ``setup_anndata`` (computing *its* neighbour index)."""
         if adata is not None and self.adata_manager is not None:
-            from scvi.data._constants import _SCVI_UUID_KEY, _SETUP_ARGS_KEY
-            from scvi.data._utils import _check_if_view
-
-            _check_if_view(adata, copy_if_view=copy_if_view)
-            cls = type(self)
-            store = cls._per_instance_manager_store.get(self.id, {})
-            manager = store.get(adata.uns.get(_SCVI_UUID_KEY))
-            if manager is None or manager.adata is not adata:
-                cls.setup_anndata(adata, source_registry=self.registry_, **self.registry_[_SETUP_ARGS_KEY])
+            check_view(adata, copy_if_view=copy_if_view)
+            if instance_manager(self, adata) is None:
+                cls = type(self)
+                cls.setup_anndata(adata, source_registry=self.registry_, **self.registry_["setup_args"])
                 self._register_manager_for_instance(cls._get_most_recent_anndata_manager(adata, required=True))
         with quiet_scvi():
             return super()._validate_anndata(adata, copy_if_view=copy_if_view)
@@ -653,8 +654,7 @@ class SENCA(SencaModel):
         """The AnnData (or SpatialData table) to read, set up from the registry; its genes must be the model's."""
         table = table_of(adata, type(self))
         if table is not None and table is not self.adata:  # the model reads genes by position
-            x_state = self.registry_["field_registries"][REGISTRY_KEYS.X_KEY]["state_registry"]
-            check_same_genes(table.var_names, x_state["column_names"])
+            check_same_genes(table.var_names, registered_var_names(self.registry_, REGISTRY_KEYS.X_KEY))
         return self._validate_anndata(table)
 
     @torch.inference_mode()
@@ -680,7 +680,7 @@ class SENCA(SencaModel):
 
     @torch.inference_mode()
     def _attention_outputs(self, adata=None) -> dict[str, np.ndarray]:
-        self._check_if_trained(warn=True)
+        # no training check: the attention embedding has no trained weights, an untrained model gives the same
         if self.module.n_pcs == 0:
             raise ValueError(
                 "The attention embedding needs the model's principal axes; this model was set up with an "
@@ -723,8 +723,9 @@ class SENCA(SencaModel):
         tokens, uniform without an image), twice, next to the histology tokens mixed the same way, each
         weighted by its spatial autocorrelation and the block scaled to the expression block's spread. Its
         attention weights are not trained: on her2st, attention learned by reconstruction collapsed onto one
-        neighbour and every learned variant clustered worse (see ``benchmarks/explore/senca_learned``). In cohort
-        mode (``integrate``) the expression components of each section are first mapped onto the model's Harmony
+        neighbour and every learned variant clustered worse (see ``benchmarks/RESULTS.md``, "Experiments behind the
+        defaults"). In cohort mode (``integrate``) the expression components of each section are first mapped onto
+        the model's Harmony
         reference, whether the section was in the training data or not. ``representation="learned"`` is the
         trained network's fused latent ``z`` (shared encoder, learned
         bidirectional cross-attention, functional contrast), used for reconstruction.

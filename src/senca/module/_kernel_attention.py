@@ -4,7 +4,7 @@ This is the part of SENCA that produces the embedding used for region calling. I
 come from a Gaussian kernel on the histology tokens, with a bandwidth set to the median squared distance
 between neighbours (so the weights do not depend on the scale of the features and cannot collapse onto
 one neighbour). Learned attention trained by reconstruction did collapse and lowered ARI on her2st
-(benchmarks/explore/README.md), which is why the weights here are not trained.
+(benchmarks/RESULTS.md, "Experiments behind the defaults"), which is why the weights here are not trained.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ GENE, IMAGE = 0, 1
 
 
 class SENCAModule(BaseModuleClass):
-    """Shared Encoder with Neighbourhood Cross-Attention (tensors only; see DESIGN.md §3).
+    """Shared Encoder with Neighbourhood Cross-Attention (tensors only; formulation: the docs' concepts page).
 
     For each spot i of a minibatch the module receives its neighbourhood N(i) (k spots, itself first):
     raw counts ``x_nbr`` ``(B, k, G)``, optional histology features ``h_nbr`` ``(B, k, D)`` and optional

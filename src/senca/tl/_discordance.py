@@ -1,4 +1,4 @@
-"""Per-spot discordance between expression and histology, from a trained SENCA model."""
+"""Per-spot discordance between expression and histology, from a SENCA model."""
 
 from __future__ import annotations
 
@@ -11,18 +11,20 @@ from senca._utils import check_key_free
 def discordance(adata: AnnData, model, key_added: str = "senca_discordance", overwrite: bool = False) -> None:
     """Store the model's per-spot discordance score in ``adata.obs[key_added]``.
 
-    The discordance of spot ``i`` is ``|delta_i|``, the distance between its gene token and the
-    average gene token of the neighbours that look alike in H&E (DESIGN §3): it is large where
-    neighbours are "structurally similar but functionally different". The score itself is computed
-    by ``model.get_discordance(adata)``; this function checks and stores it.
+    The discordance of spot ``i`` is ``|delta_i|``, the distance between its expression (principal components of
+    the log-normalised counts) and the mean expression of its neighbours weighted by how alike they look in H&E
+    (see :meth:`senca.model.SENCA.get_discordance`): it is large where neighbours are "structurally similar but
+    functionally different". Its weights are not trained, so it does not change with ``model.train()`` and an
+    untrained model gives the same score. The score itself is computed by ``model.get_discordance(adata)``;
+    this function checks and stores it.
 
     Parameters
     ----------
     adata
         The AnnData to score (set up for ``model``, e.g. the one it was trained on).
     model
-        A trained :class:`senca.model.SENCA` (any object with ``get_discordance(adata)`` returning an
-        ``(n_obs,)`` array).
+        A :class:`senca.model.SENCA` (any object with ``get_discordance(adata)`` returning an ``(n_obs,)``
+        array).
     key_added
         Column written in ``adata.obs``.
     overwrite
@@ -38,7 +40,6 @@ def discordance(adata: AnnData, model, key_added: str = "senca_discordance", ove
     >>> adata = senca.datasets.synthetic(n_spots=300, seed=0)  # doctest: +SKIP
     >>> senca.model.SENCA.setup_anndata(adata, layer="counts", image_key="X_histology")  # doctest: +SKIP
     >>> model = senca.model.SENCA(adata)  # doctest: +SKIP
-    >>> model.train(max_epochs=20)  # doctest: +SKIP
     >>> senca.tl.discordance(adata, model)  # doctest: +SKIP
     >>> adata.obs["senca_discordance"].shape  # doctest: +SKIP
     (300,)
@@ -47,11 +48,7 @@ def discordance(adata: AnnData, model, key_added: str = "senca_discordance", ove
         raise TypeError(f"discordance expects an AnnData, got {type(adata).__name__}.")
     getter = getattr(model, "get_discordance", None)
     if not callable(getter):
-        raise TypeError(
-            f"{type(model).__name__} has no get_discordance(adata) method; pass a trained senca.model.SENCA."
-        )
-    if getattr(model, "is_trained_", getattr(model, "is_trained", True)) is False:
-        raise ValueError("The model is not trained yet; call model.train() before senca.tl.discordance.")
+        raise TypeError(f"{type(model).__name__} has no get_discordance(adata) method; pass a senca.model.SENCA.")
     check_key_free(adata.obs, key_added, "adata.obs", overwrite)
     score = np.asarray(getter(adata), dtype=np.float64)
     if score.ndim == 2 and score.shape[1] == 1:

@@ -1,1 +1,0 @@
-"""Helpers of the ``senca`` command line (see :mod:`senca.cli`): reading inputs, checking keys, atomic writes."""
