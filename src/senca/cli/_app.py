@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path  # noqa: F401 - used in the option annotations of the commands
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -21,6 +21,9 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+OutputOpt = Annotated[
+    Path, typer.Option("-o", "--output", metavar="PATH", help="Output .h5ad or .zarr.", show_default=False)
+]
 SeedOpt = Annotated[
     int, typer.Option("--seed", metavar="N", help="Random seed; the same seed gives the same output on CPU.")
 ]

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ._app import AccelOpt, MaxEpochsOpt, OverwriteOpt, SeedOpt, TopGenesOpt, app
+from . import _app as opt
+from ._app import app
 from ._checks import check_accelerator, resolve_layer
 from ._console import say, step, user_errors
 from ._histology import ensure_histology
@@ -35,11 +36,11 @@ def demo(
         int | None,
         typer.Option("--n-regions", "-k", metavar="K", min=1, help="[default: the number of pathologist classes]"),
     ] = None,
-    n_top_genes: TopGenesOpt = 3000,
-    max_epochs: MaxEpochsOpt = None,
-    seed: SeedOpt = 0,
-    accelerator: AccelOpt = "auto",
-    overwrite: OverwriteOpt = False,
+    n_top_genes: opt.TopGenesOpt = 3000,
+    max_epochs: opt.MaxEpochsOpt = None,
+    seed: opt.SeedOpt = 0,
+    accelerator: opt.AccelOpt = "auto",
+    overwrite: opt.OverwriteOpt = False,
 ) -> None:
     """Run SENCA on a her2st section end to end.
 

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ._app import AccelOpt, ImageKeyOpt, LayerOpt, MaxEpochsOpt, NoImageOpt, OverwriteOpt, SeedOpt, TableKeyOpt, app
+from . import _app as opt
+from ._app import app
 from ._checks import check_accelerator, key_free, require_obs, resolve_layer
 from ._console import fmt_scores, quiet_libraries, say, step, torch_threads, user_errors
 from ._histology import ensure_histology_in
@@ -28,9 +29,7 @@ def detect(
     target: Annotated[
         Path, typer.Option("--target", metavar="PATH", help="Section to score (.h5ad/.zarr).", show_default=False)
     ],
-    output: Annotated[
-        Path, typer.Option("-o", "--output", metavar="PATH", help="Output .h5ad or .zarr.", show_default=False)
-    ],
+    output: opt.OutputOpt,
     more_train: Annotated[
         list[Path] | None,
         typer.Argument(metavar="PATH", help="More training sections (as after --train).", show_default=False),
@@ -47,9 +46,9 @@ def detect(
             "Without it the labels must be boolean, 0/1, or say cancer/tumour (vs anything else).",
         ),
     ] = None,
-    image_key: ImageKeyOpt = "X_histology",
-    no_image: NoImageOpt = False,
-    layer: LayerOpt = None,
+    image_key: opt.ImageKeyOpt = "X_histology",
+    no_image: opt.NoImageOpt = False,
+    layer: opt.LayerOpt = None,
     min_shared_genes: Annotated[
         int, typer.Option("--min-shared-genes", metavar="N", min=1, help="Refuse fewer genes shared by all sections.")
     ] = 100,
@@ -57,11 +56,11 @@ def detect(
         bool,
         typer.Option("--no-adapt", help="Score with the trained networks as is (no adaptation, no pooling)."),
     ] = False,
-    max_epochs: MaxEpochsOpt = None,
-    table_key: TableKeyOpt = "table",
-    seed: SeedOpt = 0,
-    accelerator: AccelOpt = "auto",
-    overwrite: OverwriteOpt = False,
+    max_epochs: opt.MaxEpochsOpt = None,
+    table_key: opt.TableKeyOpt = "table",
+    seed: opt.SeedOpt = 0,
+    accelerator: opt.AccelOpt = "auto",
+    overwrite: opt.OverwriteOpt = False,
 ) -> None:
     """Cancer spots in a new section with SpaCRD.
 

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ._app import OverwriteOpt, SeedOpt, TableKeyOpt, app
+from . import _app as opt
+from ._app import app
 from ._checks import key_free
 from ._console import say, step, user_errors
 from ._histology import has_image
@@ -19,16 +20,14 @@ def features(
     input: Annotated[
         Path, typer.Argument(metavar="INPUT", help="Input .h5ad or .zarr with an H&E image.", show_default=False)
     ],
-    output: Annotated[
-        Path, typer.Option("-o", "--output", metavar="PATH", help="Output .h5ad or .zarr.", show_default=False)
-    ],
+    output: opt.OutputOpt,
     method: Annotated[
         str, typer.Option("--method", metavar="NAME", help="Feature extractor: stats, cnn or timm.")
     ] = "stats",
     key_added: Annotated[str, typer.Option("--key-added", metavar="KEY", help="obsm key written.")] = "X_histology",
-    table_key: TableKeyOpt = "table",
-    seed: SeedOpt = 0,
-    overwrite: OverwriteOpt = False,
+    table_key: opt.TableKeyOpt = "table",
+    seed: opt.SeedOpt = 0,
+    overwrite: opt.OverwriteOpt = False,
 ) -> None:
     """Histology features per spot from the H&E image.
 

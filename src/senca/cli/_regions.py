@@ -7,18 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ._app import (
-    AccelOpt,
-    ImageKeyOpt,
-    LayerOpt,
-    MaxEpochsOpt,
-    NoImageOpt,
-    OverwriteOpt,
-    SeedOpt,
-    TableKeyOpt,
-    TopGenesOpt,
-    app,
-)
+from . import _app as opt
+from ._app import app
 from ._checks import check_accelerator, key_free, require_obs, require_obsm, resolve_layer
 from ._console import fmt_scores, print_counts, say, step, user_errors
 from ._histology import ensure_histology
@@ -31,16 +21,14 @@ def regions(
     input: Annotated[
         Path, typer.Argument(metavar="INPUT", help="Input .h5ad or .zarr (raw counts).", show_default=False)
     ],
-    output: Annotated[
-        Path, typer.Option("-o", "--output", metavar="PATH", help="Output .h5ad or .zarr.", show_default=False)
-    ],
+    output: opt.OutputOpt,
     n_regions: Annotated[
         int | None,
         typer.Option("--n-regions", "-k", metavar="K", min=1, help="Number of regions [default: chosen by BIC]."),
     ] = None,
-    image_key: ImageKeyOpt = "X_histology",
-    no_image: NoImageOpt = False,
-    layer: LayerOpt = None,
+    image_key: opt.ImageKeyOpt = "X_histology",
+    no_image: opt.NoImageOpt = False,
+    layer: opt.LayerOpt = None,
     spatial_key: Annotated[
         str, typer.Option("--spatial-key", metavar="KEY", help="obsm key of spot coordinates.")
     ] = "spatial",
@@ -48,7 +36,7 @@ def regions(
         str | None,
         typer.Option("--sample-key", metavar="KEY", help="obs key of the section, for several sections in one file."),
     ] = None,
-    n_top_genes: TopGenesOpt = 3000,
+    n_top_genes: opt.TopGenesOpt = 3000,
     n_neighbors: Annotated[int, typer.Option("--n-neighbors", metavar="N", min=2, help="Spots per neighbourhood.")] = 6,
     n_latent: Annotated[
         int,
@@ -59,7 +47,7 @@ def regions(
             help="Width of the trained SENCA latent (kept with --save-model); the region embedding does not use it.",
         ),
     ] = 32,
-    max_epochs: MaxEpochsOpt = None,
+    max_epochs: opt.MaxEpochsOpt = None,
     method: Annotated[
         str, typer.Option("--method", metavar="NAME", help="Clustering of the embedding: gmm, leiden or kmeans.")
     ] = ("gmm"),
@@ -77,10 +65,10 @@ def regions(
     save_model: Annotated[
         Path | None, typer.Option("--save-model", metavar="DIR", help="Also save the trained model to this directory.")
     ] = None,
-    table_key: TableKeyOpt = "table",
-    seed: SeedOpt = 0,
-    accelerator: AccelOpt = "auto",
-    overwrite: OverwriteOpt = False,
+    table_key: opt.TableKeyOpt = "table",
+    seed: opt.SeedOpt = 0,
+    accelerator: opt.AccelOpt = "auto",
+    overwrite: opt.OverwriteOpt = False,
 ) -> None:
     """Tissue regions with SENCA from expression, H&E and space.
 

@@ -11,20 +11,20 @@ from ._console import quiet_libraries, say, step, torch_threads
 def train_senca(
     adata: Any,
     *,
-    layer: str | None,
-    image_key: str | None,
-    spatial_key: str,
-    sample_key: str | None,
-    n_neighbors: int,
     n_latent: int,
     max_epochs: int | None,
     accelerator: str,
     seed: int,
     n_top_genes: int = 0,
+    **setup: Any,
 ) -> Any:
-    """Set up and train SENCA on ``adata`` (or on its ``n_top_genes`` most variable genes); return the model."""
+    """Set up and train SENCA on ``adata`` (or on its ``n_top_genes`` most variable genes); return the model.
+
+    ``setup`` are the arguments of :meth:`senca.model.SENCA.setup_anndata` (``layer``, ``image_key``,
+    ``spatial_key``, ``sample_key``, ``n_neighbors``); the whole library is used when genes were selected.
+    """
     quiet_libraries()
-    adata = top_genes(adata, n_top_genes, layer, sample_key)
+    adata = top_genes(adata, n_top_genes, setup.get("layer"), setup.get("sample_key"))
     with step("importing scvi-tools"):
         from senca.model import SENCA
     quiet_libraries()
@@ -32,17 +32,12 @@ def train_senca(
     from senca._utils import set_seed
 
     set_seed(seed)
-    SENCA.setup_anndata(
-        adata,
-        layer=layer,
-        image_key=image_key,
-        spatial_key=spatial_key,
-        sample_key=sample_key,
-        n_neighbors=n_neighbors,
-        library_key="library_size" if "library_size" in adata.obs else None,
-    )
+    SENCA.setup_anndata(adata, library_key="library_size" if "library_size" in adata.obs else None, **setup)
     model = SENCA(adata, n_latent=n_latent)
-    say(f"training SENCA on {adata.n_obs} spots x {adata.n_vars} genes" + ("" if image_key else " (no histology)"))
+    say(
+        f"training SENCA on {adata.n_obs} spots x {adata.n_vars} genes"
+        + ("" if setup.get("image_key") else " (no histology)")
+    )
     t0 = time.perf_counter()
     model.train(max_epochs=max_epochs, accelerator=accelerator, seed=seed)
     say(f"trained SENCA ({time.perf_counter() - t0:.1f} s)", done=True)

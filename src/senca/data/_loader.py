@@ -16,6 +16,8 @@ from senca._scvi_private import default_dtype
 from ._constants import REGISTRY_KEYS, neighbor_key
 
 DEFAULT_GATHER_KEYS: tuple[str, ...] = (REGISTRY_KEYS.X_KEY, REGISTRY_KEYS.IMAGE_KEY, REGISTRY_KEYS.EXPRESSION_KEY)
+"""Registry keys whose neighbour rows :class:`NeighborhoodDataLoader` gathers by default: counts, histology features
+and a precomputed expression representation (each where registered)."""
 
 
 class _RowBank:

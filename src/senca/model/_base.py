@@ -7,9 +7,12 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from scvi.data import AnnDataManager
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
-from senca._utils import restore_torch_flags, set_seed, spatialdata_table
+from senca._utils import quiet_scvi, restore_torch_flags, set_seed, spatialdata_table
+from senca.data import NeighborhoodDataLoader, NeighborhoodDataSplitter
+from senca.model._plan import TrainingPlan
 
 
 class SencaModel(UnsupervisedTrainingMixin, BaseModelClass):
@@ -20,6 +23,25 @@ class SencaModel(UnsupervisedTrainingMixin, BaseModelClass):
     """
 
     _module_kwargs: dict
+    _data_splitter_cls = NeighborhoodDataSplitter
+    _data_loader_cls = NeighborhoodDataLoader
+    _training_plan_cls = TrainingPlan
+
+    @classmethod
+    def _register_fields(cls, adata, fields: list, setup_method_args: dict, **kwargs) -> None:
+        """Register ``fields`` of ``adata`` with this model class (scvi-tools' INFO lines silenced)."""
+        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
+        with quiet_scvi():
+            manager.register_fields(adata, **kwargs)
+        cls.register_manager(manager)
+
+    def _build_module(self) -> None:
+        """A fresh module from ``self._module_kwargs``, on the device of the current one (if any)."""
+        current = getattr(self, "module", None)
+        device = next(current.parameters()).device if current is not None else None
+        self.module = self._module_cls(**self._module_kwargs)
+        if device is not None:
+            self.module.to(device)
 
     def _reseed(self, seed: int, rebuild: bool) -> None:
         """Seed every generator (Python, numpy, torch, scvi-tools/Lightning); with ``rebuild``, draw fresh weights.
@@ -31,8 +53,7 @@ class SencaModel(UnsupervisedTrainingMixin, BaseModelClass):
         set_seed(seed)
         scvi.settings.seed = int(seed)
         if rebuild:
-            device = next(self.module.parameters()).device
-            self.module = self._module_cls(**self._module_kwargs).to(device)
+            self._build_module()
 
     @contextmanager
     def _quiet_training(self) -> Iterator[None]:

@@ -13,7 +13,6 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 from anndata import AnnData
-from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField, NumericalObsField, ObsmField
 
 from senca._scvi_private import check_view, instance_manager, registered_var_names
@@ -22,15 +21,11 @@ from senca._validate import check_not_backed, check_same_genes, check_unique_obs
 from senca.data import (
     DEFAULT_NEIGHBORS_OBSM_KEY,
     REGISTRY_KEYS,
-    NeighborhoodDataLoader,
-    NeighborhoodDataSplitter,
 )
 from senca.data._loader import model_gene_positions
 from senca.model._base import SencaModel
 from senca.module import SENCAModule
 from senca.pp import knn_index
-
-from ._plan import TrainingPlan
 
 logger = logging.getLogger(__name__)
 
@@ -267,9 +262,6 @@ class SENCA(SencaModel):
     """
 
     _module_cls = SENCAModule
-    _data_splitter_cls = NeighborhoodDataSplitter
-    _data_loader_cls = NeighborhoodDataLoader
-    _training_plan_cls = TrainingPlan
 
     def __init__(
         self,
@@ -372,7 +364,7 @@ class SENCA(SencaModel):
             **integration_kw,
             **module_kwargs,
         )
-        self.module = self._module_cls(**self._module_kwargs)
+        self._build_module()
         of_all = f" (of {stats['n_vars']})" if gene_pos is not None else ""
         self._model_summary_string = (
             f"SENCA: n_genes {n_genes}{of_all}, histology features {n_image or 'none (expression only)'}, "
@@ -536,10 +528,7 @@ class SENCA(SencaModel):
             if not np.isfinite(lib).all() or (lib <= 0).any():
                 raise ValueError(f"adata.obs[{library_key!r}] must hold positive, finite total counts per spot.")
             fields.append(NumericalObsField(REGISTRY_KEYS.LIBRARY_KEY, library_key))
-        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
-        with quiet_scvi():
-            manager.register_fields(adata, **kwargs)
-        cls.register_manager(manager)
+        cls._register_fields(adata, fields, setup_method_args, **kwargs)
 
     # ------------------------------------------------------------------ training
     def train(

@@ -9,13 +9,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField, ObsmField
 
 from senca._labels import cancer_labels
-from senca._utils import check_key_free, quiet_scvi, table_of
+from senca._utils import check_key_free, table_of
 from senca._validate import check_counts, check_features, check_not_backed, check_unique_obs_names
-from senca.data import FEATURE_KEYS, REGISTRY_KEYS, NeighborhoodDataLoader, NeighborhoodDataSplitter
+from senca.data import FEATURE_KEYS, REGISTRY_KEYS
 from senca.model._adapt import (
     finetuned_copy,
     linear_adapt,
@@ -111,8 +110,6 @@ class SpaCRD(SencaModel):
     """
 
     _module_cls = SpaCRDModule
-    _data_splitter_cls = NeighborhoodDataSplitter
-    _data_loader_cls = NeighborhoodDataLoader
     _training_plan_cls = EpochAwarePlan
 
     def __init__(
@@ -149,18 +146,18 @@ class SpaCRD(SencaModel):
         if len(genes) < 10:
             raise ValueError(f"Only {len(genes)} genes selected; SpaCRD needs at least 10 expressed genes.")
         n_image = int(self.summary_stats.get(f"n_{REGISTRY_KEYS.IMAGE_KEY}", 0))
-        self._module_kwargs = dict(
-            n_genes=len(genes),
-            n_image=n_image,
-            n_hidden=n_hidden,
-            n_embed=n_embed,
-            n_heads=n_heads,
-            n_latent=n_latent,
-            dropout=dropout,
-            n_members=n_members,
+        self._module_kwargs = {
+            "n_genes": len(genes),
+            "n_image": n_image,
+            "n_hidden": n_hidden,
+            "n_embed": n_embed,
+            "n_heads": n_heads,
+            "n_latent": n_latent,
+            "dropout": dropout,
+            "n_members": n_members,
             **module_kwargs,
-        )
-        self.module = self._module_cls(**self._module_kwargs)
+        }
+        self._build_module()
         self._model_summary_string = (
             f"SpaCRD: {len(genes)} genes, {n_image} histology features "
             f"({'expression-only' if n_image == 0 else 'image + expression'}), "
@@ -197,9 +194,9 @@ class SpaCRD(SencaModel):
     def setup_anndata(
         cls,
         adata: AnnData,
+        labels_key: str,
         layer: str | None = None,
         image_key: str | None = None,
-        labels_key: str | None = None,
         sample_key: str | None = None,
         n_neighbors: int = 7,
         spatial_key: str = "spatial",
@@ -212,18 +209,18 @@ class SpaCRD(SencaModel):
         ----------
         adata
             Source sections (e.g. from :func:`senca.pp.concat_sections`) with raw counts.
-        layer
-            Layer with raw counts; ``None`` uses ``X``.
-        image_key
-            ``adata.obsm`` key of per-spot histology features (e.g. from ``senca.im.extract_features``). Rows that
-            contain NaN mark spots without an image (e.g. a section without H&E trained alongside one with it).
-            ``None``: expression-only SpaCRD (a warning says so).
         labels_key
             ``adata.obs`` column with the cancer label of every spot: bool, 0/1 or ``"true"``/``"false"``
             (true/1 = cancer); text naming the cancer class (values containing the word cancer, tumour/tumor or
             malignant, e.g. ``"cancer"``/``"other"``, ``"tumour"``/``"normal"``; the class taken is logged at
             INFO); or any values together with ``positive_label``. The rule is
             :func:`senca._labels.cancer_labels`, shared with ``senca detect``.
+        layer
+            Layer with raw counts; ``None`` uses ``X``.
+        image_key
+            ``adata.obsm`` key of per-spot histology features (e.g. from ``senca.im.extract_features``). Rows that
+            contain NaN mark spots without an image (e.g. a section without H&E trained alongside one with it).
+            ``None``: expression-only SpaCRD (a warning says so).
         sample_key
             ``adata.obs`` column naming the section of each spot (neighbours, HVG selection and standardisation
             are per section); ``None``: one section.
@@ -285,10 +282,7 @@ class SpaCRD(SencaModel):
         ]
         if image_key is not None:
             fields.append(ObsmField(REGISTRY_KEYS.IMAGE_KEY, image_key))
-        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
-        with quiet_scvi():
-            manager.register_fields(adata, **kwargs)
-        cls.register_manager(manager)
+        cls._register_fields(adata, fields, setup_method_args, **kwargs)
 
     # ----------------------------------------------------------------------------------------- train
     def train(
