@@ -15,9 +15,15 @@ from senca._scvi_private import default_dtype
 
 from ._constants import REGISTRY_KEYS, neighbor_key
 
-DEFAULT_GATHER_KEYS: tuple[str, ...] = (REGISTRY_KEYS.X_KEY, REGISTRY_KEYS.IMAGE_KEY, REGISTRY_KEYS.EXPRESSION_KEY)
-"""Registry keys whose neighbour rows :class:`NeighborhoodDataLoader` gathers by default: counts, histology features
-and a precomputed expression representation (each where registered)."""
+DEFAULT_GATHER_KEYS: tuple[str, ...] = (
+    REGISTRY_KEYS.X_KEY,
+    REGISTRY_KEYS.LIBRARY_KEY,
+    REGISTRY_KEYS.IMAGE_KEY,
+    REGISTRY_KEYS.EXPRESSION_KEY,
+)
+"""Registry keys whose neighbour rows :class:`NeighborhoodDataLoader` gathers by default: counts, their library
+size (see :func:`registered_library`), histology features and a precomputed expression representation (each where
+registered)."""
 
 
 class _RowBank:
@@ -64,14 +70,29 @@ def model_gene_positions(adata_manager: AnnDataManager) -> np.ndarray | None:
     return pos
 
 
+def registered_library(adata_manager: AnnDataManager) -> np.ndarray | None:
+    """Each spot's total counts over all genes, the library its counts are normalised by (training and inference).
+
+    The registered library (``library_key`` of the setup), else the row sums of every registered gene when the model
+    uses a gene selection, else ``None``: the model's genes are all the genes, and their row sums are the library.
+    """
+    if REGISTRY_KEYS.LIBRARY_KEY in adata_manager.data_registry:
+        lib = adata_manager.get_from_registry(REGISTRY_KEYS.LIBRARY_KEY)
+        return np.asarray(lib, dtype=np.float64).ravel()
+    if model_gene_positions(adata_manager) is None:
+        return None
+    return np.asarray(adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY).sum(1), dtype=np.float64).ravel()
+
+
 class NeighborhoodDataLoader(AnnDataLoader):
     """An :class:`~scvi.dataloaders.AnnDataLoader` whose batches also carry every spot's neighbourhood.
 
     The registered neighbour index (registry key ``neighbor_key``; ``(n_obs, k)`` row numbers, the
     spot itself in column 0) is returned as an int64 tensor ``(B, k)``, and for every registry key in
     ``gather_keys`` the rows of the k neighbours are gathered from the *whole* registered array into
-    ``batch[senca.data.neighbor_key(key)]`` of shape ``(B, k, *feature_shape)`` (float32). Sparse counts
-    stay sparse in memory; only the gathered rows are densified, so memory is ``O(n_obs * k)`` plus one
+    ``batch[senca.data.neighbor_key(key)]`` of shape ``(B, k, *feature_shape)`` (float32); the library size of
+    the gathered counts comes with them (:func:`registered_library`, ``(B, k)``) where it is not their own sum.
+    Sparse counts stay sparse in memory; only the gathered rows are densified, so memory is ``O(n_obs * k)`` plus one
     batch, never ``n_obs x n_obs``. When the model was set up with a gene selection (``genes`` in its setup
     arguments), only those columns of the counts are gathered. The gathered keys are not also loaded for the
     centre spots alone (column 0 of the neighbourhood is the spot itself). Because the arrays come from this
@@ -154,8 +175,13 @@ class NeighborhoodDataLoader(AnnDataLoader):
         gather_keys = gather
         columns = {REGISTRY_KEYS.X_KEY: model_gene_positions(adata_manager)}
         self.banks = {
-            k: _RowBank(adata_manager.get_from_registry(k), k, columns.get(k)) for k in gather_keys if k in registered
+            k: _RowBank(adata_manager.get_from_registry(k), k, columns.get(k))
+            for k in gather_keys
+            if k in registered and k != REGISTRY_KEYS.LIBRARY_KEY
         }
+        library = registered_library(adata_manager) if REGISTRY_KEYS.LIBRARY_KEY in gather_keys else None
+        if library is not None:  # (B, k): the normalisation of the gathered counts
+            self.banks[REGISTRY_KEYS.LIBRARY_KEY] = _RowBank(library.astype(np.float32), REGISTRY_KEYS.LIBRARY_KEY)
         self.banks.update(
             {name: _RowBank(np.asarray(arr, dtype=np.float32), name) for name, arr in (features or {}).items()}
         )

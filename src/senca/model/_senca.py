@@ -10,20 +10,27 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
 from anndata import AnnData
 from scvi.data.fields import LayerField, NumericalObsField, ObsmField
 
 from senca._scvi_private import check_view, instance_manager, registered_var_names
 from senca._utils import quiet_scvi, table_of
-from senca._validate import check_not_backed, check_same_genes, check_unique_obs_names
+from senca._validate import check_counts, check_features, check_not_backed, check_same_genes, check_unique_obs_names
 from senca.data import (
     DEFAULT_NEIGHBORS_OBSM_KEY,
     REGISTRY_KEYS,
 )
 from senca.data._loader import model_gene_positions
 from senca.model._base import SencaModel
+from senca.model._senca_fit import (
+    fit_pca,
+    harmony_reference,
+    kernel_statistics,
+    projection,
+    read_expression,
+    sample_codes,
+)
 from senca.module import SENCAModule
 from senca.pp import knn_index
 
@@ -63,117 +70,6 @@ def default_max_epochs(n_obs: int, batch_size: int = 128, train_size: float = 0.
     """
     steps_per_epoch = max(int(np.ceil(train_size * max(int(n_obs), 1) / batch_size)), 1)
     return int(np.clip(round(n_steps / steps_per_epoch), 10, 300))
-
-
-def _library(manager) -> np.ndarray | None:
-    """Per-spot total counts over all genes.
-
-    The registered library, else the row sums of every registered gene when the model uses a gene selection, else
-    ``None`` (then the model's genes are summed).
-    """
-    if REGISTRY_KEYS.LIBRARY_KEY in manager.data_registry:
-        return np.asarray(manager.get_from_registry(REGISTRY_KEYS.LIBRARY_KEY), dtype=np.float64).ravel()
-    if model_gene_positions(manager) is None:
-        return None
-    return np.asarray(manager.get_from_registry(REGISTRY_KEYS.X_KEY).sum(1), dtype=np.float64).ravel()
-
-
-def _counts(manager):
-    """The registered counts restricted to the model's genes (all of them without a gene selection)."""
-    counts = manager.get_from_registry(REGISTRY_KEYS.X_KEY)
-    pos = model_gene_positions(manager)
-    return counts if pos is None else counts[:, pos]
-
-
-def _fit_pca(counts, n_pcs: int, library: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Gene means and ``(n_genes, n_pcs)`` principal axes of log1p(1e4 * x / library); sparse stays sparse."""
-    from sklearn.decomposition import PCA
-
-    if sp.issparse(counts):
-        x = sp.csr_matrix(counts, dtype=np.float64)
-        lib = np.asarray(x.sum(1)).ravel() if library is None else library
-        x = sp.diags(1e4 / np.maximum(lib, 1.0)) @ x
-        x.data = np.log1p(x.data)
-    else:
-        x = np.asarray(counts, dtype=np.float64)
-        lib = x.sum(1) if library is None else library
-        x = np.log1p(1e4 * x / np.maximum(lib[:, None], 1.0))
-    pca = PCA(n_components=n_pcs, svd_solver="arpack", random_state=0).fit(x)
-    return np.asarray(pca.mean_).ravel(), pca.components_.T.copy()
-
-
-def _project_counts(
-    counts, mean: torch.Tensor | np.ndarray, comps, library: np.ndarray | None = None, chunk: int = 8192
-) -> torch.Tensor:
-    """PCA coordinates of log1p(1e4 * x / library) for every row, densifying ``chunk`` rows at a time."""
-    mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32)
-    comps = torch.as_tensor(np.asarray(comps), dtype=torch.float32)
-    offset = mean @ comps
-    out = []
-    for start in range(0, counts.shape[0], chunk):
-        rows = counts[start : start + chunk]
-        rows = rows.toarray() if sp.issparse(rows) else np.asarray(rows)
-        x = torch.as_tensor(rows, dtype=torch.float32)
-        if library is None:
-            lib = x.sum(1, keepdim=True).clamp_min(1.0)
-        else:
-            lib = torch.as_tensor(library[start : start + chunk], dtype=torch.float32)[:, None].clamp_min(1.0)
-        out.append(torch.log1p(x * (1e4 / lib)) @ comps - offset)
-    return torch.cat(out)
-
-
-def _kernel_statistics(manager, pca_mean, pca_components, image_mean, image_std, weight: float) -> dict:
-    """Histology principal axes, kernel bandwidth and block scale of the attention embedding (training data)."""
-    from sklearn.decomposition import PCA
-
-    from senca.module._kernel_attention import attend, kernel_attention, median_bandwidth
-
-    h = np.asarray(manager.get_from_registry(REGISTRY_KEYS.IMAGE_KEY), dtype=np.float64)
-    hs = (h - image_mean) / np.maximum(image_std, 1e-6)
-    n_axes = min(10, hs.shape[1])
-    axes = np.zeros((hs.shape[1], n_axes))
-    n_fit = min(n_axes, hs.shape[0] - 1)
-    if n_fit > 0:
-        axes[:, :n_fit] = PCA(n_components=n_fit, svd_solver="full", random_state=0).fit(hs).components_.T
-    keys = torch.as_tensor(hs @ axes, dtype=torch.float32)
-    index = torch.as_tensor(np.asarray(manager.get_from_registry(REGISTRY_KEYS.NEIGHBOR_KEY)), dtype=torch.long)
-    bandwidth = median_bandwidth(keys, index) if index.shape[1] > 1 else 1.0
-    a = kernel_attention(keys, index, bandwidth)
-    zp = attend(_project_counts(_counts(manager), pca_mean, pca_components, _library(manager)), index, a)
-    zh = attend(keys, index, a)
-    # the histology block gets `weight` times the spread of the expression block, whatever the feature scale
-    scale = float(zp.var(0).sum().sqrt() / zh.var(0).sum().sqrt().clamp_min(1e-8))
-    return {"image_axes": axes, "kernel_bandwidth": bandwidth, "image_block_scale": scale}
-
-
-def _sample_codes(adata, sample_key: str | None) -> np.ndarray | None:
-    """Integer code of each spot's sample (``None`` without a sample key, or when ``adata`` lacks the column)."""
-    if sample_key is None or adata is None or sample_key not in adata.obs:
-        return None
-    return pd.factorize(adata.obs[sample_key].astype(str).to_numpy())[0].astype(np.int64)
-
-
-def _harmony_reference(expression: np.ndarray, samples: np.ndarray, n_clusters: int) -> dict:
-    """Harmony over the samples of the training cohort, summarised for query mapping (centroids, weights, sums)."""
-    import harmonypy
-
-    meta = pd.DataFrame({"sample": samples.astype(str)})
-    ho = harmonypy.run_harmony(
-        np.asarray(expression, dtype=np.float64), meta, "sample", nclust=n_clusters, random_state=0, verbose=False
-    )
-    r = np.asarray(ho.R, dtype=np.float64)  # (n, K)
-    z = np.asarray(ho.Z_corr, dtype=np.float64)  # (n, d)
-    y = np.asarray(ho.Y, dtype=np.float64).T  # (K, d)
-    y /= np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
-    return {"integration_centroids": y, "integration_weight": r.sum(0), "integration_total": r.T @ z}
-
-
-def _check_finite(x, what: str) -> None:
-    data = x.data if sp.issparse(x) else np.asarray(x)
-    if not np.issubdtype(data.dtype, np.number):
-        raise TypeError(f"{what} must be numeric, got dtype {data.dtype}.")
-    if not np.isfinite(data).all():
-        raise ValueError(f"{what} contains NaN or infinite values; remove or impute those spots first.")
 
 
 class SENCA(SencaModel):
@@ -301,16 +197,15 @@ class SENCA(SencaModel):
         n_genes = len(genes) if genes is not None else int(stats["n_vars"])
         n_pcs_used = 0 if n_expression > 0 else int(min(n_pcs, n_genes - 1, (stats.get("n_cells") or 10**9) - 1))
         n_pcs_used = max(n_pcs_used, 0)
-        pca_mean = pca_components = None
+        pca_mean = pca_components = expression = None
         if n_pcs_used > 0 and self.adata_manager is not None:
-            pca_mean, pca_components = _fit_pca(_counts(self.adata_manager), n_pcs_used, _library(self.adata_manager))
+            pca_mean, pca_components = fit_pca(self.adata_manager, n_pcs_used)
+            expression = read_expression(self.adata_manager, projection(pca_mean, pca_components))
         image_kw = {}
-        if n_image > 0 and pca_components is not None and self.adata_manager is not None:
-            image_kw = _kernel_statistics(
-                self.adata_manager, pca_mean, pca_components, image_mean, image_std, image_block_weight
-            )
+        if n_image > 0 and expression is not None:
+            image_kw = kernel_statistics(self.adata_manager, expression, image_mean, image_std, image_block_weight)
         integration_kw: dict = {}
-        samples = _sample_codes(adata, self._sample_key)
+        samples = sample_codes(adata, self._sample_key)
         n_samples = 0 if samples is None else int(samples.max()) + 1
         if integrate is None:
             integrate = n_samples >= 2 and n_pcs_used > 0
@@ -325,13 +220,7 @@ class SENCA(SencaModel):
             n_integration_clusters = int(n_integration_clusters)
             integration_kw["n_integration_clusters"] = n_integration_clusters
             if not loading and n_samples >= 2:
-                expression = _project_counts(
-                    _counts(self.adata_manager),
-                    pca_mean,
-                    pca_components,
-                    _library(self.adata_manager),
-                ).numpy()
-                integration_kw.update(_harmony_reference(expression, samples, n_integration_clusters))
+                integration_kw.update(harmony_reference(expression.numpy(), samples, n_integration_clusters))
             elif not loading:
                 warnings.warn(
                     "integrate=True but the training data has fewer than two samples (sample_key): nothing to "
@@ -459,16 +348,7 @@ class SENCA(SencaModel):
         check_not_backed(adata, layer, "SENCA.setup_anndata")
         check_unique_obs_names(adata, "SENCA.setup_anndata")
         counts = adata.X if layer is None else adata.layers[layer]
-        where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-        _check_finite(counts, where)
-        data = counts.data if sp.issparse(counts) else np.asarray(counts)
-        if data.size and data.min() < 0:
-            raise ValueError(f"{where} has negative values; SENCA needs raw counts (pass layer='counts').")
-        if data.size and not np.array_equal(data, np.round(data)):
-            raise ValueError(
-                f"{where} is not integer counts (normalised or log data?); SENCA models raw counts: pass the "
-                "layer that holds them, e.g. layer='counts'."
-            )
+        check_counts(counts, "adata.X" if layer is None else f"adata.layers[{layer!r}]", "SENCA")
         for key, what in ((image_key, "image_key"), (expression_key, "expression_key")):
             if key is None:
                 continue
@@ -477,10 +357,7 @@ class SENCA(SencaModel):
                     f"{what}={key!r} is not in adata.obsm (available: {sorted(adata.obsm)}); compute it first "
                     "(e.g. senca.im.extract_features) or pass None."
                 )
-            feats = adata.obsm[key]
-            if np.ndim(feats) != 2:
-                raise ValueError(f"adata.obsm[{key!r}] must be 2-D (n_obs, n_features), got shape {np.shape(feats)}.")
-            _check_finite(feats, f"adata.obsm[{key!r}]")
+            check_features(adata.obsm[key], f"adata.obsm[{key!r}]")
         if spatial_key not in adata.obsm:
             raise KeyError(
                 f"adata.obsm[{spatial_key!r}] (spot coordinates) not found (available: {sorted(adata.obsm)}); "
@@ -678,14 +555,11 @@ class SENCA(SencaModel):
         adata = self._validated_table(adata)
         manager = self.get_anndata_manager(adata, required=True)
         device = self.module.pca_components.device
-        buffers = {k: v.cpu() for k, v in self.module.named_buffers()}
-        expression = _project_counts(
-            _counts(manager),
-            buffers["pca_mean"],
-            buffers["pca_components"],
-            _library(manager),
+        expression = read_expression(
+            manager,
+            lambda x, lib: self.module.expression_components(x.to(device), None if lib is None else lib.to(device)),
         )
-        samples = _sample_codes(adata, self._sample_key)
+        samples = sample_codes(adata, self._sample_key)
         expression = self.module.integrate(
             expression.to(device), None if samples is None else torch.as_tensor(samples, device=device)
         )

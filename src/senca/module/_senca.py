@@ -19,6 +19,15 @@ from ._kernel_attention import attend, contrast, kernel_attention, spatial_signa
 GENE, IMAGE = 0, 1
 
 
+def log_normalise(counts: torch.Tensor, library: torch.Tensor | None = None) -> torch.Tensor:
+    """``log1p(1e4 * counts / library)``, the library by default the row sums of ``counts`` (last axis).
+
+    The one normalisation of SENCA: its network, its region embedding and its principal axes all read counts so.
+    """
+    lib = counts.sum(-1) if library is None else library
+    return torch.log1p(counts * (1e4 / lib.clamp_min(1.0).unsqueeze(-1)))
+
+
 class SENCAModule(BaseModuleClass):
     """Shared Encoder with Neighbourhood Cross-Attention (tensors only; formulation: the docs' concepts page).
 
@@ -191,6 +200,7 @@ class SENCAModule(BaseModuleClass):
             "x_nbr": tensors[neighbor_key(REGISTRY_KEYS.X_KEY)],
             "h_nbr": tensors.get(neighbor_key(REGISTRY_KEYS.IMAGE_KEY)) if self.n_image > 0 else None,
             "e_nbr": tensors.get(neighbor_key(REGISTRY_KEYS.EXPRESSION_KEY)) if self.n_expression > 0 else None,
+            "l_nbr": tensors.get(neighbor_key(REGISTRY_KEYS.LIBRARY_KEY)),
         }
 
     def _get_generative_input(self, tensors: dict, inference_outputs: dict) -> dict:
@@ -205,18 +215,23 @@ class SENCAModule(BaseModuleClass):
 
     @auto_move_data
     def inference(
-        self, x_nbr: torch.Tensor, h_nbr: torch.Tensor | None = None, e_nbr: torch.Tensor | None = None
+        self,
+        x_nbr: torch.Tensor,
+        h_nbr: torch.Tensor | None = None,
+        e_nbr: torch.Tensor | None = None,
+        l_nbr: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Embed each spot from its neighbourhood; returns ``z``, attention weights and ``delta``."""
-        library = x_nbr.sum(-1).clamp_min(1.0)  # (B, k)
+        """Embed each spot from its neighbourhood; returns ``z``, attention weights and ``delta``.
+
+        ``l_nbr`` ``(B, k)``: the library size the counts are normalised by (all genes; default: their row sums).
+        """
+        library = x_nbr.sum(-1).clamp_min(1.0)  # (B, k): the observed total of the modelled counts (likelihood)
         if self.n_expression > 0:
             if e_nbr is None:
                 raise ValueError("This SENCA module expects a precomputed expression representation (e_nbr).")
             gene_in = e_nbr
         else:
-            gene_in = torch.log1p(x_nbr * (1e4 / library.unsqueeze(-1)))
-            if self.n_pcs > 0:
-                gene_in = gene_in @ self.pca_components - self.pca_mean @ self.pca_components
+            gene_in = self.expression_components(x_nbr, l_nbr)
         tg = self.shared_encoder(self.gene_head(gene_in), GENE)  # (B, k, d)
         tg_i = tg[:, 0]
         k = tg.shape[1]
@@ -253,6 +268,13 @@ class SENCAModule(BaseModuleClass):
         out[MODULE_KEYS.CONTRAST_ATTENTION_KEY] = a_c
         out[MODULE_KEYS.DELTA_KEY] = delta
         return out
+
+    def expression_components(self, counts: torch.Tensor, library: torch.Tensor | None = None) -> torch.Tensor:
+        """Log-normalised counts (:func:`log_normalise`), on the stored principal axes when the module has them."""
+        x = log_normalise(counts, library)
+        if self.n_pcs == 0:
+            return x
+        return x @ self.pca_components - self.pca_mean @ self.pca_components
 
     def image_tokens(self, h: torch.Tensor) -> torch.Tensor:
         """Standardised histology features projected on their stored principal axes: the attention keys."""

@@ -64,10 +64,12 @@ def spatial_neighbors(
     overwrite: bool = False,
     copy: bool = False,
 ) -> AnnData | None:
-    """Store the k-nearest-spot index used by the senca models in ``adata.obsm[key_added]``.
+    """Store the k-nearest-spot index in ``adata.obsm[key_added]``, for plots and your own analyses.
 
-    Neighbours are searched within each sample (``sample_key``), so sections never mix. Memory is
-    ``O(n_obs * n_neighbors)``.
+    The same index the senca models build (with :func:`knn_index`), but the models do not read it: each
+    ``setup_anndata`` computes its own from its ``n_neighbors`` and ``sample_key``, so that a model's neighbourhood
+    always matches its setup (SENCA keeps its index in ``adata.obsm["senca_knn"]``). Neighbours are searched within
+    each sample (``sample_key``), so sections never mix. Memory is ``O(n_obs * n_neighbors)``.
 
     Parameters
     ----------
