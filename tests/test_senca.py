@@ -178,10 +178,13 @@ def test_model_trained_on_one_section_embeds_another(trained_both):
     del query.obsm["senca_knn"]
     for key in list(query.uns):
         del query.uns[key]
+    before = (set(query.obsm), set(query.obs), set(query.uns))
     z = model.get_latent_representation(query)
     assert z.shape == (query.n_obs, model.get_latent_representation().shape[1])
     assert np.isfinite(z).all()
-    assert "senca_knn" in query.obsm  # its own neighbour index was computed
+    # its own neighbour index was computed, and nothing was written into the query: a getter only returns
+    assert (set(query.obsm), set(query.obs), set(query.uns)) == before
+    np.testing.assert_array_equal(model.get_latent_representation(query), z)  # and again, the same
     assert adjusted_rand_score(query.obs["region"], _clusters(z)) > 0.8
 
 
@@ -406,6 +409,7 @@ def test_setup_selects_genes_and_keeps_the_whole_library(tmp_path):
         other = senca.datasets.synthetic(n_spots=200, n_genes=400, seed=1)
         back = SENCA.load(tmp_path / "m", adata=adata)
         np.testing.assert_allclose(back.get_latent_representation(other), model.get_latent_representation(other))
-        assert SENCA._get_most_recent_anndata_manager(other).registry["setup_args"]["genes"] == chosen
+        assert back.registry_["setup_args"]["genes"] == chosen
+        assert SENCA._get_most_recent_anndata_manager(other, required=False) is None  # reading did not set it up
     with pytest.raises(KeyError, match="not in adata.var_names"):
         SENCA.setup_anndata(adata, layer="counts", genes=["gene0", "no_such_gene"])

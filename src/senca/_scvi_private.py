@@ -29,6 +29,15 @@ def instance_manager(model, adata):
     return manager if manager is not None and manager.adata is adata else None
 
 
+def forget_manager(model, adata) -> None:
+    """Drop the managers ``model`` and its class keep for ``adata`` (a temporary AnnData no longer needed)."""
+    from scvi.data._constants import _SCVI_UUID_KEY
+
+    uuid = adata.uns.get(_SCVI_UUID_KEY)
+    type(model)._per_instance_manager_store.get(model.id, {}).pop(uuid, None)
+    type(model)._setup_adata_manager_store.pop(uuid, None)
+
+
 def check_view(adata, copy_if_view: bool) -> None:
     """scvi-tools' check of AnnData views (a view is made an actual AnnData in place, or refused)."""
     from scvi.data._utils import _check_if_view

@@ -5,7 +5,8 @@ from __future__ import annotations
 import inspect
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Literal
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 from anndata import AnnData
 from scvi.data.fields import LayerField, NumericalObsField, ObsmField
 
-from senca._scvi_private import check_view, instance_manager, registered_var_names
+from senca._scvi_private import check_view, forget_manager, instance_manager, registered_var_names
 from senca._utils import quiet_scvi, table_of
 from senca._validate import check_counts, check_features, check_not_backed, check_same_genes, check_unique_obs_names
 from senca.data import (
@@ -516,12 +517,30 @@ class SENCA(SencaModel):
             return super()._validate_anndata(adata, copy_if_view=copy_if_view)
 
     # ------------------------------------------------------------------ outputs
-    def _validated_table(self, adata=None):
-        """The AnnData (or SpatialData table) to read, set up from the registry; its genes must be the model's."""
+    @contextmanager
+    def _readable(self, adata=None) -> Iterator[AnnData]:
+        """The AnnData to read outputs from, set up from the registry, without writing into the caller's data.
+
+        The training data is read as it is. Other data (its genes must be the model's, in order) is read through a
+        stand-in AnnData over the same arrays (nothing is copied), which the setup writes its neighbour index and
+        registration into and which is dropped afterwards: a getter leaves the caller's AnnData unchanged.
+        """
         table = table_of(adata, type(self))
-        if table is not None and table is not self.adata:  # the model reads genes by position
-            check_same_genes(table.var_names, registered_var_names(self.registry_, REGISTRY_KEYS.X_KEY))
-        return self._validate_anndata(table)
+        if table is None or table is self.adata:
+            yield self._validate_anndata(table)
+            return
+        check_same_genes(table.var_names, registered_var_names(self.registry_, REGISTRY_KEYS.X_KEY))
+        stand_in = AnnData(
+            X=table.X,
+            obs=table.obs.copy(),
+            var=pd.DataFrame(index=table.var_names.copy()),
+            obsm=dict(table.obsm.items()),
+            layers=dict(table.layers.items()),
+        )
+        try:
+            yield self._validate_anndata(stand_in)
+        finally:
+            forget_manager(self, stand_in)
 
     @torch.inference_mode()
     def _collect(
@@ -532,15 +551,14 @@ class SENCA(SencaModel):
         batch_size: int | None = None,
     ) -> dict[str, np.ndarray]:
         self._check_if_trained(warn=True)
-        adata = self._validated_table(adata)
-        loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
         was_training = self.module.training
         self.module.eval()
-        parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
-        for tensors in loader:
-            out = self.module.inference(**self.module._get_inference_input(tensors))
-            for k in keys:
-                parts[k].append(out[k].detach().cpu().numpy())
+        with self._readable(adata) as table:
+            for tensors in self._make_data_loader(adata=table, indices=indices, batch_size=batch_size):
+                out = self.module.inference(**self.module._get_inference_input(tensors))
+                for k in keys:
+                    parts[k].append(out[k].detach().cpu().numpy())
         self.module.train(was_training)
         return {k: np.concatenate(v) for k, v in parts.items()}
 
@@ -552,23 +570,23 @@ class SENCA(SencaModel):
                 "The attention embedding needs the model's principal axes; this model was set up with an "
                 "expression_key. Use representation='learned'."
             )
-        adata = self._validated_table(adata)
-        manager = self.get_anndata_manager(adata, required=True)
-        device = self.module.pca_components.device
-        expression = read_expression(
-            manager,
-            lambda x, lib: self.module.expression_components(x.to(device), None if lib is None else lib.to(device)),
-        )
-        samples = sample_codes(adata, self._sample_key)
-        expression = self.module.integrate(
-            expression.to(device), None if samples is None else torch.as_tensor(samples, device=device)
-        )
-        index = torch.as_tensor(np.asarray(manager.get_from_registry(REGISTRY_KEYS.NEIGHBOR_KEY)), dtype=torch.long)
-        h = None
-        if self.module.n_image > 0:
-            h = torch.as_tensor(np.asarray(manager.get_from_registry(REGISTRY_KEYS.IMAGE_KEY)), dtype=torch.float32)
-            h = h.to(device)
-        out = self.module.attention_embedding(expression.to(device), index.to(device), h)
+        with self._readable(adata) as adata:
+            manager = self.get_anndata_manager(adata, required=True)
+            device = self.module.pca_components.device
+            expression = read_expression(
+                manager,
+                lambda x, lib: self.module.expression_components(x.to(device), None if lib is None else lib.to(device)),
+            )
+            samples = sample_codes(adata, self._sample_key)
+            expression = self.module.integrate(
+                expression.to(device), None if samples is None else torch.as_tensor(samples, device=device)
+            )
+            index = torch.as_tensor(np.asarray(manager.get_from_registry(REGISTRY_KEYS.NEIGHBOR_KEY)), dtype=torch.long)
+            h = None
+            if self.module.n_image > 0:
+                h = torch.as_tensor(np.asarray(manager.get_from_registry(REGISTRY_KEYS.IMAGE_KEY)), dtype=torch.float32)
+                h = h.to(device)
+            out = self.module.attention_embedding(expression.to(device), index.to(device), h)
         return {k: v.cpu().numpy().astype(np.float32) for k, v in out.items()}
 
     def get_latent_representation(
