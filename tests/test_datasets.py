@@ -303,6 +303,32 @@ def test_registered_labels_absent_offline_load_without_labels(senca_data_dir, tm
     assert "E1_labeled_coordinates.tsv" in " ".join(f"{p} {_fetch.registry()[p]}" for p in _fetch.registry())
 
 
+def test_every_registered_section_reads(senca_data_dir):
+    """All 36 sections of the pinned registry: spot file and count-row ids parse and belong together, label files
+    parse where present (what ``her2st`` checks before building the AnnData; the whole loads, images and the
+    Visium / SpatialData readers are in ``python -m benchmarks.readers``)."""
+    root = senca_data_dir / "her2st"
+    reg = _fetch.registry()
+    sections = senca.datasets.her2st_sections("all", data_dir=senca_data_dir, local_only=True)
+    assert sections == list(_her2st.SECTIONS)
+    assert len(sections) == 36
+    labelled = []
+    for s in sections:
+        assert f"her2st/ST-cnts/{s}.tsv.gz" in reg
+        spots = _her2st._read_spots(root / f"ST-spotfiles/{s}_selection.tsv")
+        with gzip.open(root / f"ST-cnts/{s}.tsv.gz", "rt") as fh:
+            ids = pd.Index([line.partition("\t")[0] for line in fh.read().splitlines()[1:] if line.strip()])
+        assert len(ids) > 100, s
+        assert ids.is_unique, s
+        assert ids.isin(spots.index).all(), s
+        lbl = root / f"ST-pat/lbl/{s}_labeled_coordinates.tsv"
+        if lbl.is_file():
+            labels, skipped = _her2st._read_labels(lbl)
+            assert labels.index.isin(ids).mean() > 0.98, (s, skipped)
+            labelled.append(s)
+    assert {"A1", "B1", "C1", "D1"} <= set(labelled)
+
+
 def test_corrupt_files_raise_clear_errors(senca_data_dir, tmp_path, monkeypatch):
     monkeypatch.delenv("SENCA_DATA_DIR", raising=False)
     counts = _copy_section(senca_data_dir, tmp_path, "B2")

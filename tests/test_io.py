@@ -221,6 +221,24 @@ def test_read_visium_from_a_space_ranger_folder(tmp_path):
     assert back.uns["spatial"]["s1"]["images"]["hires"].shape == hires.shape
 
 
+def test_read_visium_low_res_image_only_and_no_images(tmp_path):
+    """Published Visium copies often keep only the low-res image and a headerless Space Ranger 1 positions file."""
+    counts, barcodes, xy, _ = _write_spaceranger(tmp_path / "outs")
+    spatial = tmp_path / "outs" / "spatial"
+    (spatial / "tissue_hires_image.png").unlink()
+    pos = pd.read_csv(spatial / "tissue_positions.csv")
+    pos.iloc[::-1].to_csv(spatial / "tissue_positions_list.csv", header=False, index=False)  # another row order
+    (spatial / "tissue_positions.csv").unlink()
+    adata = senca.io.read_visium(tmp_path / "outs", library_id="s1")
+    assert list(adata.obs_names) == list(barcodes)
+    assert np.array_equal(adata.obsm["spatial"], xy)
+    assert set(adata.uns["spatial"]["s1"]["images"]) == {"lowres"}
+    assert np.array_equal(adata.X.toarray(), counts)
+    bare = senca.io.read_visium(tmp_path / "outs", library_id="s1", load_images=False)
+    assert np.array_equal(bare.obsm["spatial"], xy)  # coordinates do not depend on loading the images
+    assert "images" not in bare.uns["spatial"]["s1"]
+
+
 def test_read_visium_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a folder"):
         senca.io.read_visium(tmp_path / "nope")

@@ -35,7 +35,7 @@ def read_visium(
     counts_file
         Count matrix file inside ``path``.
     load_images
-        Load the hires and lowres images (AnnData only).
+        Load the hires and lowres images, those of the two that are present (AnnData only).
     spatialdata
         Return a :class:`spatialdata.SpatialData` from :func:`spatialdata_io.visium` instead (images
         ``{library_id}_hires_image``/``_lowres_image``, circles ``{library_id}``, table ``"table"``); it reads
@@ -47,8 +47,10 @@ def read_visium(
     -------
     AnnData from :func:`squidpy.read.visium` with, in addition: ``X`` float32 raw counts and a copy in
     ``layers["counts"]``, unique ``var_names``, ``obsm["spatial"]`` as float64 ``(x, y)`` full-resolution pixels,
-    and ``obs["section"]`` = ``library_id`` (categorical). ``uns["spatial"][library_id]`` holds ``images``
-    (``hires``, ``lowres``) and ``scalefactors``. Or the SpatialData with ``spatialdata=True``.
+    ``obs["in_tissue"]``, ``obs["array_row"]``, ``obs["array_col"]`` and ``obs["section"]`` = ``library_id``
+    (categorical). ``uns["spatial"][library_id]`` holds ``images`` (``hires`` and ``lowres``, those present:
+    published copies often have the low-res image only) and ``scalefactors``. Or the SpatialData with
+    ``spatialdata=True``.
 
     Examples
     --------
@@ -79,7 +81,10 @@ def read_visium(
         warnings.simplefilter("ignore", SyntaxWarning)  # docrep, on squidpy import
         import squidpy as sq
 
-    adata = sq.read.visium(path, counts_file=counts_file, library_id=library_id, load_images=load_images, **kwargs)
+    # squidpy reads the positions only together with both images: published copies often ship the low-res image
+    # alone, and load_images=False would lose the coordinates, so the spatial part is read here
+    adata = sq.read.visium(path, counts_file=counts_file, library_id=library_id, load_images=False, **kwargs)
+    _add_spatial(adata, path / "spatial", library_id, load_images)
     adata.var_names_make_unique()
     if adata.X.dtype != np.float32:
         adata.X = adata.X.astype(np.float32)
@@ -88,3 +93,54 @@ def read_visium(
     if "section" not in adata.obs:
         adata.obs["section"] = pd.Categorical([library_id] * adata.n_obs)
     return adata
+
+
+def _add_spatial(adata: AnnData, spatial: Path, library_id: str, load_images: bool) -> None:
+    """Positions, scale factors and the images present in a Space Ranger ``spatial/`` folder, as squidpy lays them out.
+
+    Positions: ``tissue_positions.csv`` (Space Ranger 2+, with a header) or ``tissue_positions_list.csv`` (1.x, no
+    header): barcode, in_tissue, array_row, array_col, pxl_row_in_fullres, pxl_col_in_fullres.
+    """
+    import json
+
+    from PIL import Image
+
+    pos_file = next(
+        (spatial / n for n in ("tissue_positions.csv", "tissue_positions_list.csv") if (spatial / n).is_file()), None
+    )
+    if pos_file is None:
+        raise FileNotFoundError(
+            f"No spot positions in {spatial}: expected tissue_positions.csv or tissue_positions_list.csv (Space "
+            "Ranger)."
+        )
+    with open(pos_file) as fh:
+        has_header = fh.readline().split(",")[0].strip().lower() == "barcode"
+    pos = pd.read_csv(pos_file, header=0 if has_header else None, index_col=0)
+    if pos.shape[1] != 5:
+        raise ValueError(
+            f"{pos_file} has {pos.shape[1] + 1} columns, expected 6 (barcode, in_tissue, array_row, array_col, "
+            "pxl_row_in_fullres, pxl_col_in_fullres)."
+        )
+    pos.columns = ["in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
+    pos.index = pos.index.astype(str)
+    missing = adata.obs_names.difference(pos.index)
+    if len(missing):
+        raise ValueError(
+            f"{len(missing)} barcodes of the count matrix (e.g. {list(missing[:3])}) are not in {pos_file.name}; the "
+            "count file and the spatial/ folder are from different runs."
+        )
+    pos = pos.loc[adata.obs_names]
+    for col in ("in_tissue", "array_row", "array_col"):
+        adata.obs[col] = pos[col].to_numpy()
+    adata.obsm["spatial"] = pos[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(dtype=np.float64)
+    lib = adata.uns.setdefault("spatial", {}).setdefault(library_id, {})
+    lib.setdefault("metadata", {})
+    sf = spatial / "scalefactors_json.json"
+    if sf.is_file():
+        lib["scalefactors"] = json.loads(sf.read_bytes())
+    if load_images:
+        lib["images"] = {
+            res: np.asarray(Image.open(spatial / f"tissue_{res}_image.png"))
+            for res in ("hires", "lowres")
+            if (spatial / f"tissue_{res}_image.png").is_file()
+        }
