@@ -413,3 +413,17 @@ def test_setup_selects_genes_and_keeps_the_whole_library(tmp_path):
         assert SENCA._get_most_recent_anndata_manager(other, required=False) is None  # reading did not set it up
     with pytest.raises(KeyError, match="not in adata.var_names"):
         SENCA.setup_anndata(adata, layer="counts", genes=["gene0", "no_such_gene"])
+
+
+def test_setup_refuses_to_replace_a_different_neighbour_index_without_overwrite():
+    adata = _tissue(0, n_spots=150)
+    SENCA.setup_anndata(adata, layer="counts")
+    SENCA.setup_anndata(adata, layer="counts")  # the same setup again writes the same index: allowed
+    first = adata.obsm["senca_knn"].copy()
+    with pytest.raises(ValueError, match=r"obsm\['senca_knn'\] already exists.*overwrite=True"):
+        SENCA.setup_anndata(adata, layer="counts", n_neighbors=8)
+    np.testing.assert_array_equal(adata.obsm["senca_knn"], first)  # untouched
+    SENCA.setup_anndata(adata, layer="counts", n_neighbors=8, overwrite=True)
+    assert adata.obsm["senca_knn"].shape == (150, 8)
+    SENCA.setup_anndata(adata, layer="counts", n_neighbors=6, neighbors_key="knn6")  # or another key
+    assert adata.obsm["knn6"].shape == (150, 6)

@@ -55,6 +55,37 @@ def check_key_free(mapping: MutableMapping, key: str, where: str, overwrite: boo
         )
 
 
+def set_owned(mapping: MutableMapping, key: str, value, where: str, overwrite: bool, alternative: str = "") -> None:
+    """Write ``value`` (a key a setup owns) to ``mapping[key]``, refusing to replace other values without ``overwrite``.
+
+    Writing the same values again (the same setup twice) is allowed: nothing changes.
+
+    Parameters
+    ----------
+    mapping
+        ``adata.obs`` or ``adata.obsm``.
+    key
+        Key written.
+    value
+        Array with one row per spot.
+    where
+        Human-readable location used in the message, e.g. ``"adata.obsm"``.
+    overwrite
+        Replace different existing values.
+    alternative
+        The other way out, for the message (e.g. ``", or pass neighbors_key= another key"``).
+    """
+    if key in mapping and not overwrite:
+        old = np.asarray(mapping[key])
+        new = np.asarray(value)
+        if old.shape != new.shape or not np.array_equal(old, new):
+            raise ValueError(
+                f"{where}[{key!r}] already exists and holds other values (an earlier setup with other settings, data "
+                f"subset since, or your own data under that name). Pass overwrite=True to replace it{alternative}."
+            )
+    mapping[key] = value
+
+
 def get_rep(adata, use_rep: str) -> np.ndarray:
     """Return ``adata.obsm[use_rep]`` (or ``adata.X`` for ``"X"``) as a dense float array, with a clear error."""
     if use_rep == "X":

@@ -112,6 +112,7 @@ def regions(
             accelerator=accelerator,
             seed=seed,
             n_top_genes=n_top_genes,
+            overwrite=overwrite,
         )
         adata.obsm[latent_key] = model.get_latent_representation()
         from senca.tl import regions as call_regions

@@ -32,7 +32,8 @@ def train_senca(
     from senca._utils import set_seed
 
     set_seed(seed)
-    SENCA.setup_anndata(adata, library_key="library_size" if "library_size" in adata.obs else None, **setup)
+    library_key = "library_size" if "library_size" in adata.obs else None
+    SENCA.setup_anndata(adata, library_key=library_key, **setup)
     model = SENCA(adata, n_latent=n_latent)
     say(
         f"training SENCA on {adata.n_obs} spots x {adata.n_vars} genes"

@@ -16,7 +16,7 @@ from anndata import AnnData
 from scvi.data.fields import LayerField, NumericalObsField, ObsmField
 
 from senca._scvi_private import check_view, forget_manager, instance_manager, registered_var_names
-from senca._utils import quiet_scvi, table_of
+from senca._utils import quiet_scvi, set_owned, table_of
 from senca._validate import check_counts, check_features, check_not_backed, check_same_genes, check_unique_obs_names
 from senca.data import (
     DEFAULT_NEIGHBORS_OBSM_KEY,
@@ -283,6 +283,7 @@ class SENCA(SencaModel):
         library_key: str | None = None,
         n_top_genes: int | None = 3000,
         genes: Sequence[str] | None = None,
+        overwrite: bool = False,
         **kwargs,
     ) -> None:
         """Register an AnnData with SENCA and compute its within-sample neighbour index.
@@ -323,7 +324,10 @@ class SENCA(SencaModel):
             The genes to use, instead of choosing them (names in ``adata.var_names``).
         neighbors_key
             ``adata.obsm`` key where the ``(n_obs, n_neighbors)`` int64 neighbour index (self in column 0)
-            is (re)written; it is owned by SENCA and recomputed on every setup.
+            is written; it is recomputed on every setup.
+        overwrite
+            Replace a different index already in ``adata.obsm[neighbors_key]`` (from a setup with other settings,
+            or before the data were subset). The same setup twice needs no ``overwrite``.
         **kwargs
             Internal (``source_registry`` when loading a model).
 
@@ -386,7 +390,8 @@ class SENCA(SencaModel):
         # the arguments as called, except the chosen genes: the registry keeps them for new data and for load()
         names = set(inspect.signature(cls.setup_anndata).parameters) | {"cls"}
         setup_method_args = cls._get_setup_method_args(**{k: v for k, v in locals().items() if k in names})
-        adata.obsm[neighbors_key] = knn_index(np.asarray(adata.obsm[spatial_key])[:, :2], n_neighbors, groups)
+        index = knn_index(np.asarray(adata.obsm[spatial_key])[:, :2], n_neighbors, groups)
+        set_owned(adata.obsm, neighbors_key, index, "adata.obsm", overwrite, ", or pass neighbors_key= another key")
 
         fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
@@ -511,7 +516,9 @@ class SENCA(SencaModel):
             check_view(adata, copy_if_view=copy_if_view)
             if instance_manager(self, adata) is None:
                 cls = type(self)
-                cls.setup_anndata(adata, source_registry=self.registry_, **self.registry_["setup_args"])
+                # the stand-in (or a loaded model's data) is set up as the model was; its index is the model's to write
+                setup_args = {**self.registry_["setup_args"], "overwrite": True}
+                cls.setup_anndata(adata, source_registry=self.registry_, **setup_args)
                 self._register_manager_for_instance(cls._get_most_recent_anndata_manager(adata, required=True))
         with quiet_scvi():
             return super()._validate_anndata(adata, copy_if_view=copy_if_view)

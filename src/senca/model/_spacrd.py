@@ -12,7 +12,7 @@ from anndata import AnnData
 from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField, ObsmField
 
 from senca._labels import cancer_labels
-from senca._utils import check_key_free, table_of
+from senca._utils import check_key_free, set_owned, table_of
 from senca._validate import check_counts, check_features, check_not_backed, check_unique_obs_names
 from senca.data import FEATURE_KEYS, REGISTRY_KEYS
 from senca.model._adapt import (
@@ -194,13 +194,14 @@ class SpaCRD(SencaModel):
     def setup_anndata(
         cls,
         adata: AnnData,
-        labels_key: str,
+        labels_key: str | None = None,
         layer: str | None = None,
         image_key: str | None = None,
         sample_key: str | None = None,
         n_neighbors: int = 7,
         spatial_key: str = "spatial",
         positive_label=None,
+        overwrite: bool = False,
         **kwargs,
     ) -> None:
         """Register labelled source sections.
@@ -232,6 +233,9 @@ class SpaCRD(SencaModel):
             Value (or list of values) of ``labels_key`` that is cancer; every other value is non-cancer. Needed
             when the column is neither bool/0-1 nor says which class is cancer (e.g. ``"A"``/``"B"``):
             ``positive_label=["invasive cancer", "cancer in situ"]``.
+        overwrite
+            Replace different values already in the helper keys below (from a setup with other labels or settings);
+            the same setup twice needs no ``overwrite``.
         **kwargs
             Passed to :meth:`scvi.data.AnnDataManager.register_fields` (used by :meth:`load`).
 
@@ -271,9 +275,11 @@ class SpaCRD(SencaModel):
                 UserWarning,
                 stacklevel=2,
             )
-        adata.obs[_LABEL_OBS_KEY] = _binary_labels(adata.obs[labels_key], positive_label)
+        labels = _binary_labels(adata.obs[labels_key], positive_label)
         groups = None if sample_key is None else adata.obs[sample_key].astype(str).to_numpy()
-        adata.obsm[_KNN_OBSM_KEY] = knn_index(np.asarray(adata.obsm[spatial_key]), n_neighbors, groups)
+        index = knn_index(np.asarray(adata.obsm[spatial_key]), n_neighbors, groups)
+        set_owned(adata.obs, _LABEL_OBS_KEY, labels, "adata.obs", overwrite)
+        set_owned(adata.obsm, _KNN_OBSM_KEY, index, "adata.obsm", overwrite)
         fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
             CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, sample_key),
