@@ -149,7 +149,7 @@ fig = senca.pl.regions(
     groundtruth="pathologist",
     title=["cohort regions, assigned", "pathologist"],
     figsize=(4.5, 4.5),
-    wspace=0.55,
+    ncols=1,  # one panel per row: legends stay readable at the page's width
 )
 plt.show()
 

@@ -139,7 +139,7 @@ fig = senca.pl.regions(
     title=["SENCA", "pathologist"],
     figsize=(4.5, 4.5),
     crop_coord=crop,
-    wspace=0.55,
+    ncols=1,  # one panel per row: legends stay readable at the page's width
 )
 fig.savefig(FIGURES / "a1_regions.png", dpi=100, bbox_inches="tight")
 plt.show()
@@ -263,7 +263,7 @@ fig = senca.pl.regions(
     title=["discordance", "pathologist"],
     figsize=(4.5, 4.5),
     crop_coord=crop,
-    wspace=0.55,
+    ncols=1,  # one panel per row: legends stay readable at the page's width
 )
 plt.show()
 

@@ -86,16 +86,13 @@ print(senca.metrics.region_scores(table.obs["region"], table.obs["senca_region"]
 # coordinate system they share (`"synthetic"`).
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-sdata.pl.render_images("synthetic_hires_image").pl.show(
-    ax=axes[0], title="H&E-like image"
-)
+fig, axes = plt.subplots(2, 1, figsize=(6, 8.5))
 sdata.pl.render_images("synthetic_hires_image").pl.render_shapes(
     "synthetic", color="region"
-).pl.show(ax=axes[1], title="simulated regions")
+).pl.show(ax=axes[0], title="simulated regions")
 sdata.pl.render_images("synthetic_hires_image").pl.render_shapes(
     "synthetic", color="senca_region"
-).pl.show(ax=axes[2], title="SENCA regions")
+).pl.show(ax=axes[1], title="SENCA regions")
 plt.show()
 
 # %%
