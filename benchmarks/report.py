@@ -217,7 +217,8 @@ def regions_figures(agg: dict, runs: list[dict]) -> list[Path]:
     sections = agg["sections"]
     if not methods:
         return written
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(methods) * len(sections) / 2), 4))
+    # a page-width figure with the legend below the bars, so that it stays readable where the docs show it
+    fig, ax = plt.subplots(figsize=(8, 5.5))
     width = 0.8 / len(methods)
     cmap = plt.get_cmap("tab10")
     for i, m in enumerate(methods):
@@ -233,11 +234,11 @@ def regions_figures(agg: dict, runs: list[dict]) -> list[Path]:
     ax.set_xticks(range(len(sections)), sections)
     ax.set_ylabel("ARI vs pathologist")
     ax.axhline(0, color="grey", lw=0.5)
-    ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False)
     ax.set_title("her2st: region identification (bars: mean over seeds; dots: seeds)")
     fig.tight_layout()
     f = FIGURES / "regions_ari.png"
-    fig.savefig(f, dpi=120)
+    fig.savefig(f, dpi=120, bbox_inches="tight")
     plt.close(fig)
     written.append(f)
 

@@ -106,8 +106,8 @@ model = senca.model.SENCA(adata)
 #
 # The embedding, `model.get_latent_representation()`, mixes each spot's expression (50 principal components) with
 # its neighbours', weighted by how alike they look in H&E, and appends the histology features mixed the same way.
-# Its weights come from a fixed kernel, so the model does not need training for it: scvi-tools warns that the model
-# is untrained, which does not matter here (the last section trains it and checks). The embedding goes to
+# Its weights come from a fixed kernel, so the model does not need training for it (the last section trains it and
+# checks that nothing changes). The embedding goes to
 # `obsm["X_senca"]`; {func}`senca.tl.regions` clusters it with a Gaussian mixture (one shared
 # covariance, like mclust's EEE model) and smooths the labels over each spot's neighbourhood. We ask for as many
 # regions as the pathologist annotated (leaving out "undetermined"). {func}`senca.pl.regions` draws them over the

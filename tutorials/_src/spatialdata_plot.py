@@ -70,7 +70,7 @@ table = sdata.tables["table"]
 table.obsm["X_histology"].shape
 
 # %% [markdown]
-# The region embedding needs no training (scvi-tools warns that the model is untrained). Results go into the table.
+# The region embedding needs no training. Results go into the table.
 
 # %%
 model = senca.model.SENCA(sdata)

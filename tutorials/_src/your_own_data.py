@@ -200,7 +200,7 @@ adata
 # attention, and keeps that correction, so a section added later is embedded by
 # `model.get_latent_representation(new)` and given the same regions by `senca.tl.assign_regions(new, adata)`
 # (the tutorial *Apply a saved model to a new section* does that on her2st). The region embedding needs no
-# training, so the model is used as created (scvi-tools warns that it is untrained). A SpatialData table works the
+# training, so the model is used as created. A SpatialData table works the
 # same way: see the tutorial *SpatialData in, spatialdata-plot out*.
 
 # %%
