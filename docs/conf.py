@@ -259,3 +259,32 @@ def _setup_prose_returns() -> None:
 
 
 _setup_prose_returns()
+
+
+# -- constants: autodata of a name re-exported by a package (``senca.data.NEIGHBOR_SUFFIX``) finds no attribute
+# docstring in the package's ``__init__`` and falls back to the docstring of the value's type (``str``, ``tuple``).
+# Take the docstring written under the assignment in the submodule that defines it instead.
+
+def _constant_docstring(app, what, name, obj, options, lines: list[str]) -> None:
+    if what != "data":
+        return
+    import sys
+
+    from sphinx.pycode import ModuleAnalyzer
+
+    package, attr = name.rsplit(".", 1)
+    for module in sorted(m for m in list(sys.modules) if m == package or m.startswith(package + ".")):
+        try:
+            docs = ModuleAnalyzer.for_module(module).find_attr_docs()
+        except Exception:  # noqa: BLE001 - a module without source: try the next one
+            continue
+        if ("", attr) in docs:
+            lines[:] = [*docs[("", attr)]]
+            return
+    type_doc = (type(obj).__doc__ or "").strip().splitlines()
+    if lines and type_doc and lines[0].strip() == type_doc[0].strip():  # the value's type's docstring: not ours
+        lines[:] = []
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _constant_docstring)
