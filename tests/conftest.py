@@ -6,8 +6,13 @@ import os
 import warnings
 from pathlib import Path
 
-import matplotlib
-import pytest
+# `pytest -n 2` runs two workers on two cores: each must stay on one thread, or OpenMP's spinning threads fight over the
+# cores and the suite runs 10-30x slower. Set before numpy/torch load their thread pools.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import matplotlib  # noqa: E402  (after the thread caps above)
+import pytest  # noqa: E402
 
 matplotlib.use("Agg")
 warnings.filterwarnings("ignore", category=SyntaxWarning)
@@ -25,8 +30,10 @@ def senca_data_dir() -> Path:
     return path
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True)
 def _single_thread_torch():
+    """One torch thread for every test: a library that raises torch's thread count (seen in the full suite after the
+    demo ran) must not slow every later test on that worker."""
     try:
         import torch
     except ImportError:  # pragma: no cover
