@@ -56,7 +56,7 @@ def fit(path: str, max_epochs: int | None = None, limit_batches: int | None = No
     from lightning.pytorch.callbacks import Callback
 
     import senca
-    from senca.model._senca import default_max_epochs
+    from senca.model._plan import default_max_epochs
 
     class Timer(Callback):
         def __init__(self):

@@ -149,7 +149,6 @@ def test_senca_setup_rejects(case):
 
 # SpaCRD models standardised log-normalised counts, but they must still be counts (library size, log1p).
 SPACRD_BAD = {k: v for k, v in BAD_SETUP.items() if k not in ("NaN features", "inf features")}
-SPACRD_BAD["missing image key"] = (_no_features, KeyError, ["X_histology", "histology features"])
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

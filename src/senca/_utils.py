@@ -159,6 +159,11 @@ def quiet_scvi() -> Iterator[None]:
         scvi_logger.setLevel(level)
 
 
+#: Lightning's messages during senca's training that do not apply to it: in-memory minibatches need no loader
+#: workers, and two messages of its logger plumbing.
+TRAINING_NOISE = (".*does not have many workers.*", ".*LeafSpec.*", ".*litlogger.*")
+
+
 @contextmanager
 def restore_torch_flags() -> Iterator[None]:
     """Put torch's global determinism flags back as they were (Lightning's ``deterministic=True`` sets them).

@@ -11,7 +11,14 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["check_counts", "check_features", "check_not_backed", "check_same_genes", "check_unique_obs_names"]
+__all__ = [
+    "check_counts",
+    "check_features",
+    "check_not_backed",
+    "check_same_genes",
+    "check_setup",
+    "check_unique_obs_names",
+]
 
 
 def check_not_backed(adata: Any, layer: str | None, who: str) -> None:
@@ -197,3 +204,77 @@ def check_same_genes(query_genes, model_genes, who: str = "model") -> None:
         f"The query lacks {len(missing)} of the {who}'s {len(m)} genes (e.g. {list(missing[:5])}) or has extra ones; "
         f"subset it to the training genes, adding missing ones as zero counts: {fix}."
     )
+
+
+def check_setup(
+    adata: Any,
+    who: str,
+    layer: str | None,
+    spatial_key: str,
+    sample_key: str | None = None,
+    features: dict[str, str | None] | None = None,
+    allow_nan: bool = False,
+) -> Any:
+    """The checks every entry point that reads a section's counts runs first; returns the counts.
+
+    The keys must exist (layer, coordinates, sample column, feature ``obsm`` keys), the counts must be in memory and
+    be counts (:func:`check_counts`), spot names must be unique (:func:`check_unique_obs_names`) and the features
+    finite (:func:`check_features`).
+
+    Parameters
+    ----------
+    adata
+        The AnnData.
+    who
+        Caller name used in the messages, e.g. ``"SENCA.setup_anndata"``; its part before the dot names the model.
+    layer
+        Layer holding the counts; ``None`` means ``X``.
+    spatial_key
+        ``adata.obsm`` key of the spot coordinates.
+    sample_key
+        ``adata.obs`` column naming the sections, or ``None``.
+    features
+        Argument name -> ``adata.obsm`` key of per-spot features (``None`` values are skipped), e.g.
+        ``{"image_key": "X_histology"}``.
+    allow_nan
+        Whether feature rows may be all NaN (spots without an image).
+
+    Returns
+    -------
+    ``adata.X`` or ``adata.layers[layer]``.
+
+    Examples
+    --------
+    >>> import senca
+    >>> from senca._validate import check_setup
+    >>> adata = senca.datasets.synthetic(n_spots=50, seed=0)
+    >>> check_setup(adata, "SENCA.setup_anndata", "counts", "spatial", features={"image_key": "X_histology"}).shape
+    (50, 200)
+    >>> check_setup(adata, "SENCA.setup_anndata", "raw", "spatial")
+    Traceback (most recent call last):
+    ...
+    KeyError: "adata.layers['raw'] not found (layers: ['counts']); pass layer=None for X."
+    """
+    if layer is not None and layer not in adata.layers:
+        raise KeyError(f"adata.layers[{layer!r}] not found (layers: {list(adata.layers)}); pass layer=None for X.")
+    if spatial_key not in adata.obsm:
+        raise KeyError(
+            f"adata.obsm[{spatial_key!r}] (spot coordinates) not found (available: {sorted(adata.obsm)}); "
+            "pass spatial_key=."
+        )
+    if sample_key is not None and sample_key not in adata.obs:
+        raise KeyError(f"adata.obs[{sample_key!r}] not found; pass an existing sample_key or None.")
+    for what, key in (features or {}).items():
+        if key is None:
+            continue
+        if key not in adata.obsm:
+            raise KeyError(
+                f"{what}={key!r} is not in adata.obsm (available: {sorted(adata.obsm)}); compute it first "
+                "(e.g. senca.im.extract_features) or pass None."
+            )
+        check_features(adata.obsm[key], f"adata.obsm[{key!r}]", allow_nan=allow_nan)
+    check_not_backed(adata, layer, who)
+    check_unique_obs_names(adata, who)
+    counts = adata.X if layer is None else adata.layers[layer]
+    check_counts(counts, "adata.X" if layer is None else f"adata.layers[{layer!r}]", who.split(".")[0])
+    return counts

@@ -44,6 +44,11 @@ ImageKeyOpt = Annotated[
         "features are computed first with the 'stats' extractor.",
     ),
 ]
+SpatialKeyOpt = Annotated[str, typer.Option("--spatial-key", metavar="KEY", help="obsm key of spot coordinates.")]
+SampleKeyOpt = Annotated[
+    str | None,
+    typer.Option("--sample-key", metavar="KEY", help="obs key of the section, for several sections in one file."),
+]
 NoImageOpt = Annotated[bool, typer.Option("--no-image", help="Use expression and space only (no histology).")]
 LayerOpt = Annotated[
     str | None,

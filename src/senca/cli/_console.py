@@ -63,12 +63,12 @@ def quiet_libraries() -> None:
 
     for category in (FutureWarning, DeprecationWarning, SyntaxWarning):
         warnings.filterwarnings("ignore", category=category)
+    from senca._utils import TRAINING_NOISE
+
     for message in (
-        ".*LeafSpec.*",
-        ".*litlogger.*",
+        *TRAINING_NOISE,
         ".*deterministic=True.*benchmark=True.*",
         ".*smaller than the logging interval.*",
-        ".*does not have many workers.*",
         ".*zarr v3 autosharding.*",
         ".*Transforming to str index.*",
     ):

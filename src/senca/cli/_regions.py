@@ -29,13 +29,8 @@ def regions(
     image_key: opt.ImageKeyOpt = "X_histology",
     no_image: opt.NoImageOpt = False,
     layer: opt.LayerOpt = None,
-    spatial_key: Annotated[
-        str, typer.Option("--spatial-key", metavar="KEY", help="obsm key of spot coordinates.")
-    ] = "spatial",
-    sample_key: Annotated[
-        str | None,
-        typer.Option("--sample-key", metavar="KEY", help="obs key of the section, for several sections in one file."),
-    ] = None,
+    spatial_key: opt.SpatialKeyOpt = "spatial",
+    sample_key: opt.SampleKeyOpt = None,
     n_top_genes: opt.TopGenesOpt = 3000,
     n_neighbors: Annotated[int, typer.Option("--n-neighbors", metavar="N", min=2, help="Spots per neighbourhood.")] = 6,
     n_latent: Annotated[

@@ -46,8 +46,12 @@ class _ModuleKeys(NamedTuple):
     H_KEY: str = "h"  # inference input / output: histology features (B, k, D)
     HMASK_KEY: str = "hmask"  # inference input: histology presence mask (B, k)
     NBR_KEY: str = "nbr"  # inference input: neighbour row numbers (B, k)
+    EXPRESSION_KEY: str = "expression"  # inference input: precomputed expression representation (B, k, E) (SENCA)
+    GENE_TOKEN_KEY: str = "gene_token"  # inference output: the centre spot's gene token (SENCA)
+    IMAGE_TOKEN_KEY: str = "image_token"  # inference output: the centre spot's histology token (SENCA)
+    H_HAT_KEY: str = "h_hat"  # generative output: reconstructed histology features (SENCA)
     Z_KEY: str = "z"  # latent of each centre spot
-    LIBRARY_KEY: str = "library"  # observed library size
+    LIBRARY_KEY: str = "library"  # inference input: library size the counts are normalised by (B, k); output: observed
     LOGIT_KEY: str = "logit"  # classifier logit (SpaCRD)
     MEMBERS_KEY: str = "members"  # per-member outputs of an ensemble (SpaCRD)
     DELTA_KEY: str = "delta"  # functional contrast (SENCA)

@@ -15,17 +15,20 @@ import torch.nn.functional as F
 from senca._utils import restore_torch_flags
 from senca.data import MODULE_KEYS, gather_neighborhoods
 from senca.metrics import gmm_threshold
+from senca.module._kernel_attention import attend
 
 
 def neighbor_smooth(values: np.ndarray, nbr: np.ndarray, passes: int) -> np.ndarray:
     """Average ``values`` over each spot's neighbourhood (rows of ``nbr``, the spot included), ``passes`` times.
 
-    Cancer regions are contiguous tissue, so a spot's score is pooled with its neighbours' before calling it.
+    Cancer regions are contiguous tissue, so a spot's score is pooled with its neighbours' before calling it. This is
+    SENCA's neighbourhood mixing (:func:`senca.module._kernel_attention.attend`) with uniform weights, in float64.
     """
-    out = np.asarray(values, dtype=np.float64)
-    for _ in range(int(passes)):
-        out = out[nbr].mean(1)
-    return out
+    v = torch.as_tensor(np.asarray(values, dtype=np.float64)).reshape(len(nbr), -1)
+    n, k = nbr.shape
+    uniform = torch.full((n, max(k - 1, 1)), 1.0 / max(k - 1, 1), dtype=torch.float64)
+    out = attend(v, torch.as_tensor(np.asarray(nbr), dtype=torch.long), uniform, passes=int(passes))
+    return out.numpy().reshape(np.shape(values))
 
 
 def pseudo_labels(score: np.ndarray, groups: np.ndarray, fraction: float) -> np.ndarray:

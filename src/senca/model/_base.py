@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from scvi.data import AnnDataManager
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
-from senca._utils import quiet_scvi, restore_torch_flags, set_seed, spatialdata_table
+from senca._utils import TRAINING_NOISE, quiet_scvi, restore_torch_flags, set_seed, spatialdata_table
 from senca.data import NeighborhoodDataLoader, NeighborhoodDataSplitter
 from senca.model._plan import TrainingPlan
 
@@ -59,9 +59,8 @@ class SencaModel(UnsupervisedTrainingMixin, BaseModelClass):
     def _quiet_training(self) -> Iterator[None]:
         """Lightning's advice that does not apply here silenced; torch's global determinism flags restored after."""
         with warnings.catch_warnings(), restore_torch_flags():
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-            warnings.filterwarnings("ignore", message=".*litlogger.*")
+            for message in TRAINING_NOISE:
+                warnings.filterwarnings("ignore", message=message)
             yield
 
     @classmethod

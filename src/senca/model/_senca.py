@@ -17,21 +17,15 @@ from scvi.data.fields import LayerField, NumericalObsField, ObsmField
 
 from senca._scvi_private import check_view, forget_manager, instance_manager, registered_var_names
 from senca._utils import quiet_scvi, set_owned, table_of
-from senca._validate import check_counts, check_features, check_not_backed, check_same_genes, check_unique_obs_names
+from senca._validate import check_same_genes, check_setup
 from senca.data import (
     DEFAULT_NEIGHBORS_OBSM_KEY,
     REGISTRY_KEYS,
 )
 from senca.data._loader import model_gene_positions
 from senca.model._base import SencaModel
-from senca.model._senca_fit import (
-    fit_pca,
-    harmony_reference,
-    kernel_statistics,
-    projection,
-    read_expression,
-    sample_codes,
-)
+from senca.model._plan import default_max_epochs
+from senca.model._senca_fit import fit_statistics, read_expression, sample_codes
 from senca.module import SENCAModule
 from senca.pp import knn_index
 
@@ -43,34 +37,6 @@ _NO_IMAGE_WARNING = (
     "(expression + space). Pass image_key= (e.g. the output of senca.im.extract_features, "
     "adata.obsm['X_histology']) to weight the neighbours by how alike they look in H&E."
 )
-
-
-def default_max_epochs(n_obs: int, batch_size: int = 128, train_size: float = 0.9, n_steps: int = 300) -> int:
-    """Default number of training epochs: about ``n_steps`` optimiser steps, between 10 and 300 epochs.
-
-    Parameters
-    ----------
-    n_obs
-        Number of spots.
-    batch_size
-        Spots per minibatch.
-    train_size
-        Fraction of spots in the training split.
-    n_steps
-        Target number of optimiser steps.
-
-    Returns
-    -------
-    ``clip(round(n_steps / ceil(train_size * n_obs / batch_size)), 10, 300)``.
-
-    Examples
-    --------
-    >>> from senca.model._senca import default_max_epochs
-    >>> default_max_epochs(346), default_max_epochs(700), default_max_epochs(4000), default_max_epochs(500_000)
-    (100, 60, 10, 10)
-    """
-    steps_per_epoch = max(int(np.ceil(train_size * max(int(n_obs), 1) / batch_size)), 1)
-    return int(np.clip(round(n_steps / steps_per_epoch), 10, 300))
 
 
 class SENCA(SencaModel):
@@ -187,10 +153,6 @@ class SENCA(SencaModel):
         stats = self.summary_stats
         n_image = int(stats.get(f"n_{REGISTRY_KEYS.IMAGE_KEY}", 0))
         n_expression = int(stats.get(f"n_{REGISTRY_KEYS.EXPRESSION_KEY}", 0))
-        image_mean = image_std = None
-        if n_image > 0 and self.adata_manager is not None:
-            h = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.IMAGE_KEY), dtype=np.float64)
-            image_mean, image_std = h.mean(0), h.std(0)
         if n_image == 0:
             warnings.warn(_NO_IMAGE_WARNING, UserWarning, stacklevel=2)
         gene_pos = model_gene_positions(self.adata_manager) if self.adata_manager is not None else None
@@ -198,14 +160,6 @@ class SENCA(SencaModel):
         n_genes = len(genes) if genes is not None else int(stats["n_vars"])
         n_pcs_used = 0 if n_expression > 0 else int(min(n_pcs, n_genes - 1, (stats.get("n_cells") or 10**9) - 1))
         n_pcs_used = max(n_pcs_used, 0)
-        pca_mean = pca_components = expression = None
-        if n_pcs_used > 0 and self.adata_manager is not None:
-            pca_mean, pca_components = fit_pca(self.adata_manager, n_pcs_used)
-            expression = read_expression(self.adata_manager, projection(pca_mean, pca_components))
-        image_kw = {}
-        if n_image > 0 and expression is not None:
-            image_kw = kernel_statistics(self.adata_manager, expression, image_mean, image_std, image_block_weight)
-        integration_kw: dict = {}
         samples = sample_codes(adata, self._sample_key)
         n_samples = 0 if samples is None else int(samples.max()) + 1
         if integrate is None:
@@ -215,20 +169,14 @@ class SENCA(SencaModel):
             raise ValueError(
                 "integrate=True needs the model's principal axes; it does not work with an expression_key."
             )
+        if integrate and n_integration_clusters is None:
+            n_integration_clusters = int(np.clip(round((stats.get("n_cells") or 0) / 30), 2, 100))
+        fitted = {}
+        if not loading and self.adata_manager is not None:  # a loaded model's statistics come from its saved state
+            cohort = (np.zeros(adata.n_obs, dtype=np.int64) if samples is None else samples) if integrate else None
+            fitted = fit_statistics(self.adata_manager, n_pcs_used, image_block_weight, cohort, n_integration_clusters)
         if integrate:
-            if n_integration_clusters is None:
-                n_integration_clusters = int(np.clip(round((stats.get("n_cells") or 0) / 30), 2, 100))
-            n_integration_clusters = int(n_integration_clusters)
-            integration_kw["n_integration_clusters"] = n_integration_clusters
-            if not loading and n_samples >= 2:
-                integration_kw.update(harmony_reference(expression.numpy(), samples, n_integration_clusters))
-            elif not loading:
-                warnings.warn(
-                    "integrate=True but the training data has fewer than two samples (sample_key): nothing to "
-                    "integrate, the embedding is not corrected.",
-                    UserWarning,
-                    stacklevel=2,
-                )
+            fitted["n_integration_clusters"] = int(n_integration_clusters)
         self._module_kwargs = dict(
             n_genes=n_genes,
             n_image=n_image,
@@ -242,16 +190,11 @@ class SENCA(SencaModel):
             image_weight=image_weight,
             infonce_weight=infonce_weight,
             temperature=temperature,
-            image_mean=image_mean,
-            image_std=image_std,
             n_pcs=n_pcs_used,
-            pca_mean=pca_mean,
-            pca_components=pca_components,
             residual=residual,
             reconstruct=reconstruct,
             image_block_weight=image_block_weight,
-            **image_kw,
-            **integration_kw,
+            **fitted,
             **module_kwargs,
         )
         self._build_module()
@@ -348,31 +291,11 @@ class SENCA(SencaModel):
                 f"setup_anndata expects an AnnData, got {type(adata).__name__}; for SpatialData use setup_spatialdata."
             )
         n_neighbors = int(n_neighbors)
-        if layer is not None and layer not in adata.layers:
-            raise KeyError(f"adata.layers[{layer!r}] not found (layers: {list(adata.layers)}); pass layer=None for X.")
-        check_not_backed(adata, layer, "SENCA.setup_anndata")
-        check_unique_obs_names(adata, "SENCA.setup_anndata")
-        counts = adata.X if layer is None else adata.layers[layer]
-        check_counts(counts, "adata.X" if layer is None else f"adata.layers[{layer!r}]", "SENCA")
-        for key, what in ((image_key, "image_key"), (expression_key, "expression_key")):
-            if key is None:
-                continue
-            if key not in adata.obsm:
-                raise KeyError(
-                    f"{what}={key!r} is not in adata.obsm (available: {sorted(adata.obsm)}); compute it first "
-                    "(e.g. senca.im.extract_features) or pass None."
-                )
-            check_features(adata.obsm[key], f"adata.obsm[{key!r}]")
-        if spatial_key not in adata.obsm:
-            raise KeyError(
-                f"adata.obsm[{spatial_key!r}] (spot coordinates) not found (available: {sorted(adata.obsm)}); "
-                "pass spatial_key=."
-            )
-        groups = None
-        if sample_key is not None:
-            if sample_key not in adata.obs:
-                raise KeyError(f"adata.obs[{sample_key!r}] not found; pass an existing sample_key or None.")
-            groups = adata.obs[sample_key].astype(str).to_numpy()
+        check_setup(
+            adata, "SENCA.setup_anndata", layer, spatial_key, sample_key,
+            features={"image_key": image_key, "expression_key": expression_key},
+        )  # fmt: skip
+        groups = None if sample_key is None else adata.obs[sample_key].astype(str).to_numpy()
         if adata.n_obs < n_neighbors:
             raise ValueError(f"adata has {adata.n_obs} spots, fewer than n_neighbors={n_neighbors}; lower n_neighbors.")
         if genes is not None:

@@ -114,3 +114,37 @@ def harmony_reference(expression: np.ndarray, samples: np.ndarray, n_clusters: i
     y = np.asarray(ho.Y, dtype=np.float64).T  # (K, d)
     y /= np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
     return {"integration_centroids": y, "integration_weight": r.sum(0), "integration_total": r.T @ z}
+
+
+def fit_statistics(
+    manager, n_pcs: int, image_block_weight: float, samples: np.ndarray | None, n_integration_clusters: int | None
+) -> dict:
+    """Everything SENCA fits once on its training data, as module arguments (no gradient involved).
+
+    Histology feature means and spreads; with ``n_pcs > 0`` the expression principal axes, the kernel statistics of the
+    attention embedding (:func:`kernel_statistics`) and, given the ``samples`` of a cohort, the Harmony reference
+    (:func:`harmony_reference`).
+    """
+    import warnings
+
+    out: dict = {}
+    has_image = REGISTRY_KEYS.IMAGE_KEY in manager.data_registry
+    if has_image:
+        h = np.asarray(manager.get_from_registry(REGISTRY_KEYS.IMAGE_KEY), dtype=np.float64)
+        out["image_mean"], out["image_std"] = h.mean(0), h.std(0)
+    if n_pcs == 0:
+        return out
+    out["pca_mean"], out["pca_components"] = fit_pca(manager, n_pcs)
+    expression = read_expression(manager, projection(out["pca_mean"], out["pca_components"]))
+    if has_image:
+        out.update(kernel_statistics(manager, expression, out["image_mean"], out["image_std"], image_block_weight))
+    if samples is not None and int(samples.max()) >= 1:
+        out.update(harmony_reference(expression.numpy(), samples, int(n_integration_clusters)))
+    elif samples is not None:
+        warnings.warn(
+            "integrate=True but the training data has fewer than two samples (sample_key): nothing to integrate, "
+            "the embedding is not corrected.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return out

@@ -13,7 +13,7 @@ from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField,
 
 from senca._labels import cancer_labels
 from senca._utils import check_key_free, set_owned, table_of
-from senca._validate import check_counts, check_features, check_not_backed, check_unique_obs_names
+from senca._validate import check_setup
 from senca.data import FEATURE_KEYS, REGISTRY_KEYS
 from senca.model._adapt import (
     finetuned_copy,
@@ -139,7 +139,10 @@ class SpaCRD(SencaModel):
             groups = np.asarray(manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
             if genes is None:
                 genes = section_hvgs(counts, adata.var_names, groups, n_top_genes)
-            self._features = self._make_features(adata, counts, groups, genes)
+            image = None
+            if REGISTRY_KEYS.IMAGE_KEY in manager.data_registry:
+                image = manager.get_from_registry(REGISTRY_KEYS.IMAGE_KEY)
+            self._features = self._section_features(counts, adata.var_names, genes, groups, image)
         elif genes is None:
             raise ValueError("SpaCRD needs either a registered AnnData or the list of genes (when loading).")
         genes = [str(g) for g in genes]
@@ -179,14 +182,15 @@ class SpaCRD(SencaModel):
     def _setup_arg(self, name):
         return self.registry_["setup_args"].get(name)
 
-    def _make_features(self, adata, counts, groups, genes) -> dict[str, np.ndarray]:
-        feats = {
-            FEATURE_KEYS.SPACRD_GENE_KEY: gene_features(counts, adata.var_names, genes, groups, self._gene_scaling)
-        }
-        if REGISTRY_KEYS.IMAGE_KEY in self.adata_manager.data_registry:
-            h, mask = image_features(self.adata_manager.get_from_registry(REGISTRY_KEYS.IMAGE_KEY), groups)
-            feats[FEATURE_KEYS.SPACRD_IMAGE_KEY] = h
-            feats[FEATURE_KEYS.SPACRD_MASK_KEY] = mask
+    def _section_features(self, counts, var_names, genes, groups, image=None) -> dict[str, np.ndarray]:
+        """The network's inputs, computed alike for the source (training) and a target (:meth:`predict`).
+
+        Log-expression of ``genes`` and, when given, histology ``image`` features (NaN rows: no image), each
+        standardised within every section of ``groups``.
+        """
+        feats = {FEATURE_KEYS.SPACRD_GENE_KEY: gene_features(counts, var_names, genes, groups, self._gene_scaling)}
+        if image is not None:
+            feats[FEATURE_KEYS.SPACRD_IMAGE_KEY], feats[FEATURE_KEYS.SPACRD_MASK_KEY] = image_features(image, groups)
         return feats
 
     # ----------------------------------------------------------------------------------------- setup
@@ -255,20 +259,10 @@ class SpaCRD(SencaModel):
             raise ValueError("SpaCRD is supervised: pass labels_key= (the obs column with the cancer labels).")
         if labels_key not in adata.obs:
             raise KeyError(f"adata.obs[{labels_key!r}] not found; pass the column with the cancer labels.")
-        if layer is not None and layer not in adata.layers:
-            raise KeyError(f"adata.layers[{layer!r}] not found (layers: {list(adata.layers)}); pass layer=None for X.")
-        if spatial_key not in adata.obsm:
-            raise KeyError(f"adata.obsm[{spatial_key!r}] not found; pass spatial_key= with the spot coordinates.")
-        if sample_key is not None and sample_key not in adata.obs:
-            raise KeyError(f"adata.obs[{sample_key!r}] not found; pass an existing sample_key or None.")
-        if image_key is not None and image_key not in adata.obsm:
-            raise KeyError(f"adata.obsm[{image_key!r}] not found; compute histology features first or pass None.")
-        check_not_backed(adata, layer, "SpaCRD.setup_anndata")
-        check_unique_obs_names(adata, "SpaCRD.setup_anndata")
-        where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-        check_counts(adata.X if layer is None else adata.layers[layer], where, "SpaCRD")
-        if image_key is not None:
-            check_features(adata.obsm[image_key], f"adata.obsm[{image_key!r}]", allow_nan=True)
+        check_setup(
+            adata, "SpaCRD.setup_anndata", layer, spatial_key, sample_key, features={"image_key": image_key},
+            allow_nan=True,
+        )  # fmt: skip
         if image_key is None:
             warnings.warn(
                 "No image_key: SpaCRD runs expression-only (no histology branch, no contrastive stage).",
@@ -509,15 +503,7 @@ class SpaCRD(SencaModel):
         layer = self._setup_arg("layer") if layer == _SAME else layer
         image_key = self._setup_arg("image_key") if image_key == _SAME else image_key
         spatial_key = self._setup_arg("spatial_key") if spatial_key == _SAME else spatial_key
-        if layer is not None and layer not in adata.layers:
-            raise KeyError(
-                f"adata.layers[{layer!r}] not found in the target (layers: {list(adata.layers)}); pass layer= with "
-                "the raw counts (None for X)."
-            )
-        if spatial_key not in adata.obsm:
-            raise KeyError(f"adata.obsm[{spatial_key!r}] not found in the target; pass spatial_key=.")
-        if sample_key is not None and sample_key not in adata.obs:
-            raise KeyError(f"adata.obs[{sample_key!r}] not found in the target; pass an existing sample_key or None.")
+        counts = check_setup(adata, "SpaCRD.predict", layer, spatial_key, sample_key)
         genes = self.genes
         shared = pd.Index(genes).isin(adata.var_names)
         if shared.mean() < min_gene_fraction:
@@ -531,30 +517,23 @@ class SpaCRD(SencaModel):
         groups = (
             np.zeros(adata.n_obs, dtype=int) if sample_key is None else adata.obs[sample_key].astype(str).to_numpy()
         )
-        check_not_backed(adata, layer, "SpaCRD.predict")
-        counts = adata.X if layer is None else adata.layers[layer]
-        check_counts(counts, "adata.X" if layer is None else f"adata.layers[{layer!r}]", "SpaCRD")
-        feats = {
-            FEATURE_KEYS.SPACRD_GENE_KEY: gene_features(counts, adata.var_names, genes, groups, self._gene_scaling)
-        }
+        image = None
         if self.module.n_image > 0:
             if image_key is not None and image_key in adata.obsm:
-                h = np.asarray(adata.obsm[image_key])
-                if h.reshape(h.shape[0], -1).shape[1] != self.module.n_image:
+                image = np.asarray(adata.obsm[image_key])
+                if image.reshape(image.shape[0], -1).shape[1] != self.module.n_image:
                     raise ValueError(
-                        f"adata.obsm[{image_key!r}] has {h.reshape(h.shape[0], -1).shape[1]} features, the model "
-                        f"was trained with {self.module.n_image}; use the same feature extractor."
+                        f"adata.obsm[{image_key!r}] has {image.reshape(image.shape[0], -1).shape[1]} features, the "
+                        f"model was trained with {self.module.n_image}; use the same feature extractor."
                     )
-                h, m = image_features(h, groups)
             else:
                 warnings.warn(
                     f"The target has no adata.obsm[{image_key!r}]: scoring it expression-only.",
                     UserWarning,
                     stacklevel=2,
                 )
-                h = np.zeros((adata.n_obs, self.module.n_image), dtype=np.float32)
-                m = np.zeros(adata.n_obs, dtype=np.float32)
-            feats[FEATURE_KEYS.SPACRD_IMAGE_KEY], feats[FEATURE_KEYS.SPACRD_MASK_KEY] = h, m
+                image = np.full((adata.n_obs, self.module.n_image), np.nan)  # no image: zero features, mask 0
+        feats = self._section_features(counts, adata.var_names, genes, groups, image)
         nbr = knn_index(np.asarray(adata.obsm[spatial_key]), self.n_neighbors, groups)
         seed = int(getattr(self, "train_seed_", 0) or 0)
         logits = network_logits(self.module, feats, nbr, batch_size)

@@ -32,8 +32,8 @@ class SENCAModule(BaseModuleClass):
     """Shared Encoder with Neighbourhood Cross-Attention (tensors only; formulation: the docs' concepts page).
 
     For each spot i of a minibatch the module receives its neighbourhood N(i) (k spots, itself first):
-    raw counts ``x_nbr`` ``(B, k, G)``, optional histology features ``h_nbr`` ``(B, k, D)`` and optional
-    precomputed expression features ``e_nbr`` ``(B, k, E)``.
+    raw counts ``x`` ``(B, k, G)``, optional histology features ``h`` ``(B, k, D)`` and optional
+    precomputed expression features ``expression`` ``(B, k, E)`` (the names of :data:`senca.data.MODULE_KEYS`).
 
     1. gene head ``g = MLP(log1p(1e4 x / l))`` (or ``MLP(e)`` when a precomputed representation is given),
        image head ``v = MLP((h - mean) / std)``;
@@ -197,10 +197,12 @@ class SENCAModule(BaseModuleClass):
     # ------------------------------------------------------------------ scvi-tools plumbing
     def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict:
         return {
-            "x_nbr": tensors[neighbor_key(REGISTRY_KEYS.X_KEY)],
-            "h_nbr": tensors.get(neighbor_key(REGISTRY_KEYS.IMAGE_KEY)) if self.n_image > 0 else None,
-            "e_nbr": tensors.get(neighbor_key(REGISTRY_KEYS.EXPRESSION_KEY)) if self.n_expression > 0 else None,
-            "l_nbr": tensors.get(neighbor_key(REGISTRY_KEYS.LIBRARY_KEY)),
+            MODULE_KEYS.X_KEY: tensors[neighbor_key(REGISTRY_KEYS.X_KEY)],
+            MODULE_KEYS.H_KEY: tensors.get(neighbor_key(REGISTRY_KEYS.IMAGE_KEY)) if self.n_image > 0 else None,
+            MODULE_KEYS.EXPRESSION_KEY: (
+                tensors.get(neighbor_key(REGISTRY_KEYS.EXPRESSION_KEY)) if self.n_expression > 0 else None
+            ),
+            MODULE_KEYS.LIBRARY_KEY: tensors.get(neighbor_key(REGISTRY_KEYS.LIBRARY_KEY)),
         }
 
     def _get_generative_input(self, tensors: dict, inference_outputs: dict) -> dict:
@@ -216,33 +218,42 @@ class SENCAModule(BaseModuleClass):
     @auto_move_data
     def inference(
         self,
-        x_nbr: torch.Tensor,
-        h_nbr: torch.Tensor | None = None,
-        e_nbr: torch.Tensor | None = None,
-        l_nbr: torch.Tensor | None = None,
+        x: torch.Tensor,
+        h: torch.Tensor | None = None,
+        expression: torch.Tensor | None = None,
+        library: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Embed each spot from its neighbourhood; returns ``z``, attention weights and ``delta``.
 
-        ``l_nbr`` ``(B, k)``: the library size the counts are normalised by (all genes; default: their row sums).
+        Parameters
+        ----------
+        x
+            ``(B, k, G)`` counts of each centre spot's neighbourhood (centre first).
+        h
+            ``(B, k, D)`` histology features, or ``None``.
+        expression
+            ``(B, k, E)`` precomputed expression representation (modules built with ``n_expression > 0``).
+        library
+            ``(B, k)`` library size the counts are normalised by (all genes; default: their row sums).
         """
-        library = x_nbr.sum(-1).clamp_min(1.0)  # (B, k): the observed total of the modelled counts (likelihood)
-        if self.n_expression > 0:
-            if e_nbr is None:
-                raise ValueError("This SENCA module expects a precomputed expression representation (e_nbr).")
-            gene_in = e_nbr
-        else:
-            gene_in = self.expression_components(x_nbr, l_nbr)
+        gene_in = expression if self.n_expression > 0 else self.expression_components(x, library)
+        if gene_in is None:
+            raise ValueError("This SENCA module expects a precomputed expression representation (expression).")
+        library = x.sum(-1).clamp_min(1.0)  # (B, k): the observed total of the modelled counts (likelihood)
         tg = self.shared_encoder(self.gene_head(gene_in), GENE)  # (B, k, d)
         tg_i = tg[:, 0]
         k = tg.shape[1]
         self_mask = torch.zeros(k, dtype=torch.bool, device=tg.device)
         self_mask[0] = k > 1  # the contrast looks at the *other* spots; a lone spot keeps itself
         nbhd = self.reconstruct == "neighborhood"
-        out: dict[str, torch.Tensor] = {"tg": tg_i, MODULE_KEYS.LIBRARY_KEY: library.sum(1) if nbhd else library[:, 0]}
+        out: dict[str, torch.Tensor] = {
+            MODULE_KEYS.GENE_TOKEN_KEY: tg_i,
+            MODULE_KEYS.LIBRARY_KEY: library.sum(1) if nbhd else library[:, 0],
+        }
         if self.n_image > 0:
-            if h_nbr is None:
-                raise ValueError("This SENCA module was built with histology features but got none (h_nbr).")
-            h_std = self.standardise_image(h_nbr)
+            if h is None:
+                raise ValueError("This SENCA module was built with histology features but got none (h).")
+            h_std = self.standardise_image(h)
             th = self.shared_encoder(self.image_head(h_std), IMAGE)
             th_i = th[:, 0]
             c_gh, a_gh = self.attn_gene(tg_i, th)  # gene query, image keys/values
@@ -250,7 +261,7 @@ class SENCAModule(BaseModuleClass):
             ctx, a_c = self.attn_contrast(th_i, th, values=tg, mask=self_mask)
             delta = tg_i - ctx
             fused = torch.cat([tg_i, th_i, c_gh, c_hg, delta], dim=-1)
-            out["th"] = th_i
+            out[MODULE_KEYS.IMAGE_TOKEN_KEY] = th_i
             out[MODULE_KEYS.H_KEY] = h_std.mean(1) if nbhd else h_std[:, 0]
             out[MODULE_KEYS.ATTENTION_IMAGE_KEY] = a_hg
         else:
@@ -349,7 +360,7 @@ class SENCAModule(BaseModuleClass):
         px = NegativeBinomial(mu=rho * library.unsqueeze(-1), theta=torch.exp(self.px_r))
         out = {MODULE_KEYS.PX_KEY: px}
         if self.n_image > 0:
-            out["h_hat"] = self.image_decoder(z)
+            out[MODULE_KEYS.H_HAT_KEY] = self.image_decoder(z)
         return out
 
     def loss(self, tensors: dict, inference_outputs: dict, generative_outputs: dict) -> LossOutput:
@@ -361,11 +372,16 @@ class SENCAModule(BaseModuleClass):
         metrics = {"nb_loss": nb.mean()}
         infonce = torch.zeros((), device=x.device)
         if self.n_image > 0:
-            img = 0.5 * ((generative_outputs["h_hat"] - inference_outputs[MODULE_KEYS.H_KEY]) ** 2).mean(-1)
+            img = 0.5 * ((generative_outputs[MODULE_KEYS.H_HAT_KEY] - inference_outputs[MODULE_KEYS.H_KEY]) ** 2).mean(
+                -1
+            )
             recon = recon + self.image_weight * img
             metrics["histology_loss"] = img.mean()
             if self.infonce_weight > 0 and x.shape[0] > 1:
-                infonce = info_nce(inference_outputs["tg"], inference_outputs["th"], self.temperature)
+                infonce = info_nce(
+                    inference_outputs[MODULE_KEYS.GENE_TOKEN_KEY], inference_outputs[MODULE_KEYS.IMAGE_TOKEN_KEY],
+                    self.temperature,
+                )  # fmt: skip
             metrics["infonce_loss"] = infonce
         loss = recon.mean() + self.infonce_weight * infonce
         return LossOutput(

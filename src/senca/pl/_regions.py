@@ -110,7 +110,9 @@ def regions(
         kw.setdefault("wspace", 0.25)
     kw.update(kwargs)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore", SyntaxWarning)  # docrep, on squidpy's import
+        warnings.simplefilter("ignore", PendingDeprecationWarning)  # squidpy's Colormap.set_bad
+        warnings.filterwarnings("ignore", message="No data for colormapping")  # squidpy passes cmap to every layer
         import squidpy as sq
 
         axes = sq.pl.spatial_scatter(adata, **kw)

@@ -111,7 +111,9 @@ def section_hvgs(counts, var_names: Sequence[str], groups: np.ndarray, n_top_gen
     tmp.var_names = var_names[detected]
     n_sections = tmp.obs["section"].nunique()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        # genes constant within a section: seurat's dispersion divides by a zero mean (NaN, ranked last)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # pandas deprecations inside scanpy
         sc.pp.highly_variable_genes(
             tmp,
             flavor="seurat",
