@@ -35,6 +35,24 @@ def set_seed(seed: int | None) -> None:
         pass
 
 
+def sample_groups(adata, sample_key: str | None) -> np.ndarray | None:
+    """Each spot's sample as a string array (``None`` without a ``sample_key``); a clear error if the column is missing.
+
+    Examples
+    --------
+    >>> import senca
+    >>> from senca._utils import sample_groups
+    >>> adata = senca.datasets.synthetic(n_spots=50, seed=0)
+    >>> sample_groups(adata, None) is None
+    True
+    """
+    if sample_key is None:
+        return None
+    if sample_key not in adata.obs:
+        raise KeyError(f"adata.obs[{sample_key!r}] not found; pass an existing sample_key or None.")
+    return adata.obs[sample_key].astype(str).to_numpy()
+
+
 def check_key_free(mapping: MutableMapping, key: str, where: str, overwrite: bool) -> None:
     """Raise if ``key`` already exists in ``mapping`` (e.g. ``adata.obs``) and ``overwrite`` is False.
 

@@ -6,7 +6,7 @@ import numpy as np
 from anndata import AnnData
 from sklearn.neighbors import NearestNeighbors
 
-from senca._utils import check_key_free
+from senca._utils import check_key_free, sample_groups
 
 
 def knn_index(coords: np.ndarray, n_neighbors: int, groups: np.ndarray | None = None) -> np.ndarray:
@@ -103,11 +103,7 @@ def spatial_neighbors(
     """
     if spatial_key not in adata.obsm:
         raise KeyError(f"adata.obsm[{spatial_key!r}] not found; pass spatial_key= with the spot coordinates.")
-    groups = None
-    if sample_key is not None:
-        if sample_key not in adata.obs:
-            raise KeyError(f"adata.obs[{sample_key!r}] not found; pass an existing sample_key or None.")
-        groups = adata.obs[sample_key].astype(str).to_numpy()
+    groups = sample_groups(adata, sample_key)
     if copy:
         adata = adata.copy()
     check_key_free(adata.obsm, key_added, "adata.obsm", overwrite)

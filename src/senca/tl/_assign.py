@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from senca._utils import check_key_free, get_rep
+from senca._utils import get_rep, sample_groups
 
 from ._refine import majority_refine
+from ._regions import check_outputs_free
 
 
 def _caller_of(reference: AnnData | Mapping, key: str) -> tuple[dict, dict, list[str]]:
@@ -133,18 +134,8 @@ def assign_regions(
         )
     if refine and spatial_key not in adata.obsm:
         raise KeyError(f"adata.obsm[{spatial_key!r}] not found: refinement needs coordinates; pass refine=False.")
-    groups = None
-    if sample_key is not None:
-        if sample_key not in adata.obs:
-            raise KeyError(f"adata.obs[{sample_key!r}] not found; pass an existing sample_key or None.")
-        groups = adata.obs[sample_key].astype(str).to_numpy()
-    conf_key = f"{key_added}_confidence"
-    for where, mapping, key in (
-        ("adata.obs", adata.obs, key_added),
-        ("adata.obs", adata.obs, conf_key),
-        ("adata.uns", adata.uns, key_added),
-    ):
-        check_key_free(mapping, key, where, overwrite)
+    groups = sample_groups(adata, sample_key)
+    conf_key = check_outputs_free(adata, key_added, overwrite)
 
     pcs = (x - centre) @ axes
     logp = _log_posterior(pcs, caller)

@@ -10,11 +10,23 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from senca._utils import check_key_free, get_rep
+from senca._utils import check_key_free, get_rep, sample_groups
 
 from ._refine import majority_refine
 
 _METHODS = ("gmm", "leiden", "kmeans")
+
+
+def check_outputs_free(adata: AnnData, key_added: str, overwrite: bool) -> str:
+    """Refuse to replace the region caller's outputs without ``overwrite``; returns the confidence column's name."""
+    conf_key = f"{key_added}_confidence"
+    for where, mapping, key in (
+        ("adata.obs", adata.obs, key_added),
+        ("adata.obs", adata.obs, conf_key),
+        ("adata.uns", adata.uns, key_added),
+    ):
+        check_key_free(mapping, key, where, overwrite)
+    return conf_key
 
 
 def regions(
@@ -162,18 +174,8 @@ def regions(
                 "Pass spatial_key= or refine=False."
             )
         coords = np.asarray(adata.obsm[spatial_key], dtype=np.float64)
-    if sample_key is not None:
-        if sample_key not in adata.obs:
-            raise KeyError(f"adata.obs[{sample_key!r}] not found; pass an existing sample_key or None.")
-        groups = adata.obs[sample_key].astype(str).to_numpy()
-
-    conf_key = f"{key_added}_confidence"
-    for where, mapping, key in (
-        ("adata.obs", adata.obs, key_added),
-        ("adata.obs", adata.obs, conf_key),
-        ("adata.uns", adata.uns, key_added),
-    ):
-        check_key_free(mapping, key, where, overwrite)
+    groups = sample_groups(adata, sample_key)
+    conf_key = check_outputs_free(adata, key_added, overwrite)
 
     requested = n_regions
     kwargs = dict(method_kwargs or {})
