@@ -30,14 +30,8 @@ def mlp_layers(
     --------
     >>> from torch import nn
     >>> from senca.nn import mlp_layers
-    >>> mlp_layers(10, 4, 16, activation=nn.ReLU)
-    Sequential(
-      (0): Linear(in_features=10, out_features=16, bias=True)
-      (1): LayerNorm((16,), eps=1e-05, elementwise_affine=True)
-      (2): ReLU()
-      (3): Dropout(p=0.1, inplace=False)
-      (4): Linear(in_features=16, out_features=4, bias=True)
-    )
+    >>> [type(layer).__name__ for layer in mlp_layers(10, 4, 16, activation=nn.ReLU)]
+    ['Linear', 'LayerNorm', 'ReLU', 'Dropout', 'Linear']
     """
     layers: list[nn.Module] = []
     width = n_in
