@@ -178,8 +178,14 @@ def quiet_scvi() -> Iterator[None]:
 
 
 #: Lightning's messages during senca's training that do not apply to it: in-memory minibatches need no loader
-#: workers, and two messages of its logger plumbing.
-TRAINING_NOISE = (".*does not have many workers.*", ".*LeafSpec.*", ".*litlogger.*")
+#: workers, a small section has fewer minibatches than Lightning's logging interval (the epoch's losses are still
+#: logged), and two messages of its logger plumbing.
+TRAINING_NOISE = (
+    ".*does not have many workers.*",
+    ".*smaller than the logging interval.*",
+    ".*LeafSpec.*",
+    ".*litlogger.*",
+)
 
 
 @contextmanager

@@ -68,7 +68,6 @@ def quiet_libraries() -> None:
     for message in (
         *TRAINING_NOISE,
         ".*deterministic=True.*benchmark=True.*",
-        ".*smaller than the logging interval.*",
         ".*zarr v3 autosharding.*",
         ".*Transforming to str index.*",
     ):

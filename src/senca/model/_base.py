@@ -92,9 +92,9 @@ class SencaModel(UnsupervisedTrainingMixin, BaseModelClass):
         Examples
         --------
         >>> import senca
-        >>> sdata = senca.io.to_spatialdata(senca.datasets.synthetic(n_spots=200, image=True))  # doctest: +SKIP
-        >>> senca.model.SENCA.setup_spatialdata(sdata, image_key="X_histology")  # doctest: +SKIP
-        >>> model = senca.model.SENCA(sdata)  # doctest: +SKIP
+        >>> sdata = senca.io.to_spatialdata(senca.datasets.synthetic(n_spots=200, image=True, seed=0))
+        >>> senca.model.SENCA.setup_spatialdata(sdata, layer="counts", image_key="X_histology")
+        >>> model = senca.model.SENCA(sdata)
         """
         from senca.io._spatialdata import resolve_image_key
 
