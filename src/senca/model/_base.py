@@ -55,6 +55,16 @@ class SencaModel(UnsupervisedTrainingMixin, BaseModelClass):
         if rebuild:
             self._build_module()
 
+    def train(self, *args, **kwargs):
+        """One Lightning fit (scvi-tools' ``train``), with the module in training mode.
+
+        scvi-tools leaves the module in eval mode after a fit and Lightning keeps the mode it finds, so without this a
+        second fit (SpaCRD's detection stage after its alignment stage, ``warm_start``, a model trained again) would
+        run with dropout switched off.
+        """
+        self.module.train()
+        return super().train(*args, **kwargs)
+
     @contextmanager
     def _quiet_training(self) -> Iterator[None]:
         """Lightning's advice that does not apply here silenced; torch's global determinism flags restored after."""
