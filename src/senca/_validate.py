@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from senca._utils import sample_groups
+
 __all__ = [
     "check_counts",
     "check_features",
@@ -215,7 +217,7 @@ def check_setup(
     features: dict[str, str | None] | None = None,
     allow_nan: bool = False,
 ) -> Any:
-    """The checks every entry point that reads a section's counts runs first; returns the counts.
+    """The checks every entry point that reads a section's counts runs first; returns the counts and the samples.
 
     The keys must exist (layer, coordinates, sample column, feature ``obsm`` keys), the counts must be in memory and
     be counts (:func:`check_counts`), spot names must be unique (:func:`check_unique_obs_names`) and the features
@@ -241,15 +243,17 @@ def check_setup(
 
     Returns
     -------
-    ``adata.X`` or ``adata.layers[layer]``.
+    ``(counts, groups)``: ``adata.X`` or ``adata.layers[layer]``, and each spot's sample as strings
+    (:func:`senca._utils.sample_groups`; ``None`` without a ``sample_key``).
 
     Examples
     --------
     >>> import senca
     >>> from senca._validate import check_setup
     >>> adata = senca.datasets.synthetic(n_spots=50, seed=0)
-    >>> check_setup(adata, "SENCA.setup_anndata", "counts", "spatial", features={"image_key": "X_histology"}).shape
-    (50, 200)
+    >>> counts, groups = check_setup(adata, "SENCA.setup_anndata", "counts", "spatial")
+    >>> counts.shape, groups
+    ((50, 200), None)
     >>> check_setup(adata, "SENCA.setup_anndata", "raw", "spatial")
     Traceback (most recent call last):
     ...
@@ -262,8 +266,7 @@ def check_setup(
             f"adata.obsm[{spatial_key!r}] (spot coordinates) not found (available: {sorted(adata.obsm)}); "
             "pass spatial_key=."
         )
-    if sample_key is not None and sample_key not in adata.obs:
-        raise KeyError(f"adata.obs[{sample_key!r}] not found; pass an existing sample_key or None.")
+    groups = sample_groups(adata, sample_key)
     for what, key in (features or {}).items():
         if key is None:
             continue
@@ -277,4 +280,4 @@ def check_setup(
     check_unique_obs_names(adata, who)
     counts = adata.X if layer is None else adata.layers[layer]
     check_counts(counts, "adata.X" if layer is None else f"adata.layers[{layer!r}]", who.split(".")[0])
-    return counts
+    return counts, groups

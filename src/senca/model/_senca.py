@@ -291,11 +291,10 @@ class SENCA(SencaModel):
                 f"setup_anndata expects an AnnData, got {type(adata).__name__}; for SpatialData use setup_spatialdata."
             )
         n_neighbors = int(n_neighbors)
-        check_setup(
+        _, groups = check_setup(
             adata, "SENCA.setup_anndata", layer, spatial_key, sample_key,
             features={"image_key": image_key, "expression_key": expression_key},
         )  # fmt: skip
-        groups = None if sample_key is None else adata.obs[sample_key].astype(str).to_numpy()
         if adata.n_obs < n_neighbors:
             raise ValueError(f"adata has {adata.n_obs} spots, fewer than n_neighbors={n_neighbors}; lower n_neighbors.")
         if genes is not None:

@@ -262,7 +262,7 @@ class SpaCRD(SencaModel):
             raise ValueError("SpaCRD is supervised: pass labels_key= (the obs column with the cancer labels).")
         if labels_key not in adata.obs:
             raise KeyError(f"adata.obs[{labels_key!r}] not found; pass the column with the cancer labels.")
-        check_setup(
+        _, groups = check_setup(
             adata, "SpaCRD.setup_anndata", layer, spatial_key, sample_key, features={"image_key": image_key},
             allow_nan=True,
         )  # fmt: skip
@@ -273,7 +273,6 @@ class SpaCRD(SencaModel):
                 stacklevel=2,
             )
         labels = _binary_labels(adata.obs[labels_key], positive_label)
-        groups = None if sample_key is None else adata.obs[sample_key].astype(str).to_numpy()
         index = knn_index(np.asarray(adata.obsm[spatial_key]), n_neighbors, groups)
         set_owned(adata.obs, _LABEL_OBS_KEY, labels, "adata.obs", overwrite)
         set_owned(adata.obsm, _KNN_OBSM_KEY, index, "adata.obsm", overwrite)
@@ -508,7 +507,7 @@ class SpaCRD(SencaModel):
         layer = self._setup_arg("layer") if layer == _SAME else layer
         image_key = self._setup_arg("image_key") if image_key == _SAME else image_key
         spatial_key = self._setup_arg("spatial_key") if spatial_key == _SAME else spatial_key
-        counts = check_setup(adata, "SpaCRD.predict", layer, spatial_key, sample_key)
+        counts, groups = check_setup(adata, "SpaCRD.predict", layer, spatial_key, sample_key)
         genes = self.genes
         shared = pd.Index(genes).isin(adata.var_names)
         if shared.mean() < min_gene_fraction:
@@ -519,17 +518,17 @@ class SpaCRD(SencaModel):
             )
         if not adata.var_names.is_unique:
             raise ValueError("The target has duplicated gene names; call adata.var_names_make_unique() first.")
-        groups = (
-            np.zeros(adata.n_obs, dtype=int) if sample_key is None else adata.obs[sample_key].astype(str).to_numpy()
-        )
+        if groups is None:
+            groups = np.zeros(adata.n_obs, dtype=int)
         image = None
         if self.module.n_image > 0:
             if image_key is not None and image_key in adata.obsm:
                 image = np.asarray(adata.obsm[image_key])
-                if image.reshape(image.shape[0], -1).shape[1] != self.module.n_image:
+                n_features = image.reshape(image.shape[0], -1).shape[1]
+                if n_features != self.module.n_image:
                     raise ValueError(
-                        f"adata.obsm[{image_key!r}] has {image.reshape(image.shape[0], -1).shape[1]} features, the "
-                        f"model was trained with {self.module.n_image}; use the same feature extractor."
+                        f"adata.obsm[{image_key!r}] has {n_features} features, the model was trained with "
+                        f"{self.module.n_image}; use the same feature extractor."
                     )
             else:
                 warnings.warn(

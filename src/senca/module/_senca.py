@@ -372,9 +372,8 @@ class SENCAModule(BaseModuleClass):
         metrics = {"nb_loss": nb.mean()}
         infonce = torch.zeros((), device=x.device)
         if self.n_image > 0:
-            img = 0.5 * ((generative_outputs[MODULE_KEYS.H_HAT_KEY] - inference_outputs[MODULE_KEYS.H_KEY]) ** 2).mean(
-                -1
-            )
+            h_hat = generative_outputs[MODULE_KEYS.H_HAT_KEY]
+            img = 0.5 * ((h_hat - inference_outputs[MODULE_KEYS.H_KEY]) ** 2).mean(-1)
             recon = recon + self.image_weight * img
             metrics["histology_loss"] = img.mean()
             if self.infonce_weight > 0 and x.shape[0] > 1:
