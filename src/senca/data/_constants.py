@@ -14,7 +14,6 @@ from scvi import REGISTRY_KEYS as _SCVI_REGISTRY_KEYS
 #: senca's own registry keys, added to scvi-tools' (``X_KEY``, ``BATCH_KEY``, ``LABELS_KEY``, ``INDICES_KEY``...).
 _SENCA_REGISTRY_KEYS = {
     "IMAGE_KEY": "image",  # per-spot histology feature vector (obsm)
-    "EXPRESSION_KEY": "expression",  # optional precomputed expression representation (obsm), e.g. PCA
     "NEIGHBOR_KEY": "neighbors",  # (n_obs, k) neighbour index (obsm), the spot itself in column 0
     "LIBRARY_KEY": "library",  # optional per-spot total counts over all genes (obs)
 }
@@ -24,8 +23,8 @@ _RegistryKeys = NamedTuple(
 )
 
 REGISTRY_KEYS = _RegistryKeys(*_SCVI_REGISTRY_KEYS, *_SENCA_REGISTRY_KEYS.values())
-"""Registry keys of the senca models: scvi-tools' ``REGISTRY_KEYS`` plus ``IMAGE_KEY``, ``EXPRESSION_KEY``,
-``NEIGHBOR_KEY`` and ``LIBRARY_KEY``. A minibatch is a dict ``{key: tensor}`` with these keys, plus
+"""Registry keys of the senca models: scvi-tools' ``REGISTRY_KEYS`` plus ``IMAGE_KEY``, ``NEIGHBOR_KEY`` and
+``LIBRARY_KEY``. A minibatch is a dict ``{key: tensor}`` with these keys, plus
 ``neighbor_key(key)`` for every key whose rows the neighbourhood loader gathers."""
 
 
@@ -42,23 +41,18 @@ histology and image mask). The neighbourhood loader gathers them like registered
 
 
 class _ModuleKeys(NamedTuple):
-    X_KEY: str = "x"  # inference input: gene features of the neighbourhood (B, k, G)
-    H_KEY: str = "h"  # inference input / output: histology features (B, k, D)
+    X_KEY: str = "x"  # inference input: gene features of the neighbourhood (B, k, G) (SpaCRD)
+    H_KEY: str = "h"  # inference input: histology features (B, k, D) (SpaCRD) or tokens (n, r) (SENCA)
     HMASK_KEY: str = "hmask"  # inference input: histology presence mask (B, k)
-    NBR_KEY: str = "nbr"  # inference input: neighbour row numbers (B, k)
-    EXPRESSION_KEY: str = "expression"  # inference input: precomputed expression representation (B, k, E) (SENCA)
-    GENE_TOKEN_KEY: str = "gene_token"  # inference output: the centre spot's gene token (SENCA)
-    IMAGE_TOKEN_KEY: str = "image_token"  # inference output: the centre spot's histology token (SENCA)
-    H_HAT_KEY: str = "h_hat"  # generative output: reconstructed histology features (SENCA)
-    Z_KEY: str = "z"  # latent of each centre spot
-    LIBRARY_KEY: str = "library"  # inference input: library size the counts are normalised by (B, k); output: observed
+    NBR_KEY: str = "nbr"  # inference input: neighbour row numbers (B, k) or (n, k)
+    EXPRESSION_KEY: str = "expression"  # inference input: expression tokens of one count half (n, E) (SENCA)
+    TARGET_KEY: str = "target"  # loss input: expression tokens of the other count half (n, E) (SENCA)
+    Z_KEY: str = "z"  # latent / embedding of each spot
+    LIBRARY_KEY: str = "library"  # library size the counts are normalised by
     LOGIT_KEY: str = "logit"  # classifier logit (SpaCRD)
     MEMBERS_KEY: str = "members"  # per-member outputs of an ensemble (SpaCRD)
     DELTA_KEY: str = "delta"  # functional contrast (SENCA)
-    ATTENTION_KEY: str = "attention"  # gene-query neighbourhood attention weights
-    ATTENTION_IMAGE_KEY: str = "attention_image"  # image-query neighbourhood attention weights
-    CONTRAST_ATTENTION_KEY: str = "contrast_attention"  # histology-similarity weights of the contrast (SENCA)
-    PX_KEY: str = "px"  # count likelihood (SENCA)
+    ATTENTION_KEY: str = "attention"  # neighbourhood attention weights
     RECON_KEY: str = "recon"  # reconstruction (SpaCRD's fused vector)
 
 

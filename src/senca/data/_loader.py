@@ -19,11 +19,9 @@ DEFAULT_GATHER_KEYS: tuple[str, ...] = (
     REGISTRY_KEYS.X_KEY,
     REGISTRY_KEYS.LIBRARY_KEY,
     REGISTRY_KEYS.IMAGE_KEY,
-    REGISTRY_KEYS.EXPRESSION_KEY,
 )
 """Registry keys whose neighbour rows :class:`NeighborhoodDataLoader` gathers by default: counts, their library
-size (see :func:`registered_library`), histology features and a precomputed expression representation (each where
-registered)."""
+size (see :func:`registered_library`) and histology features (each where registered)."""
 
 
 class _RowBank:
@@ -112,8 +110,7 @@ class NeighborhoodDataLoader(AnnDataLoader):
         Registry key of the neighbour index.
     gather_keys
         Registry keys whose neighbour rows are gathered; keys that are not registered are skipped.
-        Defaults to the class attribute :attr:`gather_keys` (counts, histology features and a
-        precomputed expression representation, where registered).
+        Defaults to the class attribute :attr:`gather_keys` (counts and histology features, where registered).
     data_and_attributes
         As in :class:`~scvi.dataloaders.AnnDataLoader`; by default every registered key, with the
         neighbour index loaded as int64.

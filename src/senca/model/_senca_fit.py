@@ -1,55 +1,77 @@
-"""What SENCA fits once on its training data: expression principal axes, kernel statistics, Harmony reference.
+"""What SENCA's constructor fits once on its training data: the network's initial state, the estimator.
 
-Counts are read the way the model reads them everywhere, through the neighbourhood loader of the registry with the
-library of :func:`senca.data._loader.registered_library` and :func:`senca.module._senca.log_normalise`.
+The heads' principal axes, the kernel statistics and the Harmony reference (no gradient involved).
+
+Counts are read the way the model reads them everywhere: the registered counts of the model's genes
+(:func:`registered_counts`), normalised by :func:`senca.data._loader.registered_library` with
+:func:`senca.module._senca.log_normalise`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from senca.data import REGISTRY_KEYS, NeighborhoodDataLoader, neighbor_key
+from senca.data import REGISTRY_KEYS
 from senca.data._loader import model_gene_positions, registered_library
-from senca.module._senca import log_normalise
+from senca.module._senca import SENCAModule
+
+#: Histology tokens: principal axes of the standardised histology features kept by the image head.
+N_KEYS = 10
 
 
-def read_expression(
-    manager, components: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], batch_size: int = 1024
+def registered_counts(manager) -> sp.csr_matrix:
+    """The registered counts of the model's genes, as a CSR matrix (float32), rows in registry order."""
+    counts = manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+    counts = sp.csr_matrix(counts, dtype=np.float32) if sp.issparse(counts) else sp.csr_matrix(np.asarray(counts))
+    pos = model_gene_positions(manager)
+    return counts if pos is None else counts[:, pos]
+
+
+def registered_index(manager) -> torch.Tensor:
+    """The registered ``(n_obs, k)`` neighbour index as int64, the spot itself in column 0."""
+    return torch.as_tensor(np.asarray(manager.get_from_registry(REGISTRY_KEYS.NEIGHBOR_KEY)), dtype=torch.long)
+
+
+def registered_image(manager) -> np.ndarray | None:
+    """The registered histology features (float32), or ``None`` without an image."""
+    if REGISTRY_KEYS.IMAGE_KEY not in manager.data_registry:
+        return None
+    return np.asarray(manager.get_from_registry(REGISTRY_KEYS.IMAGE_KEY), dtype=np.float32)
+
+
+@torch.inference_mode()
+def expression_tokens(
+    module: SENCAModule, counts: sp.csr_matrix, library: np.ndarray | None, rows_per_chunk: int = 4096
 ) -> torch.Tensor:
-    """``components(counts, library)`` of every registered spot, in row order, read through the loader.
-
-    ``counts`` are the model's genes of each spot and ``library`` its normalising library (``None``: their sum).
-    """
-    loader = NeighborhoodDataLoader(
-        manager,
-        batch_size=batch_size,
-        gather_keys=(REGISTRY_KEYS.X_KEY, REGISTRY_KEYS.LIBRARY_KEY),
-        data_and_attributes=[REGISTRY_KEYS.NEIGHBOR_KEY],
-    )
+    """The gene head's expression tokens ``(n, n_latent)`` of count rows (library: all genes, ``None``: their sum)."""
+    device = module.kernel_bandwidth.device
     parts = []
-    for batch in loader:  # column 0 of a neighbourhood is the spot itself
-        library = batch.get(neighbor_key(REGISTRY_KEYS.LIBRARY_KEY))
-        parts.append(
-            components(batch[neighbor_key(REGISTRY_KEYS.X_KEY)][:, 0], None if library is None else library[:, 0])
-        )
+    for start in range(0, counts.shape[0], rows_per_chunk):
+        block = torch.as_tensor(counts[start : start + rows_per_chunk].toarray(), dtype=torch.float32, device=device)
+        lib = None
+        if library is not None:
+            lib = torch.as_tensor(library[start : start + rows_per_chunk], dtype=torch.float32, device=device)
+        parts.append(module.expression(block, lib))
+    if not parts:
+        return torch.zeros((0, module.n_latent), device=device)
     return torch.cat(parts)
 
 
-def projection(mean, axes) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
-    """Counts -> coordinates of their log-normalised values on principal ``axes`` ``(n_genes, n_pcs)``."""
-    mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32)
-    axes = torch.as_tensor(np.asarray(axes), dtype=torch.float32)
-    offset = mean @ axes
-    return lambda counts, library: log_normalise(counts, library) @ axes - offset
+def read_expression(manager, module: SENCAModule) -> torch.Tensor:
+    """The gene head's expression tokens ``(n_obs, n_latent)`` of every registered spot, on the module's device."""
+    return expression_tokens(module, registered_counts(manager), registered_library(manager))
 
 
-def fit_pca(manager, n_pcs: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gene means and ``(n_genes, n_pcs)`` principal axes of the log-normalised counts; sparse stays sparse."""
+def fit_pca(manager, n_pcs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gene means, ``(n_genes, n_pcs)`` principal axes and component variances of the log-normalised counts.
+
+    Sparse counts stay sparse.
+    """
     from sklearn.decomposition import PCA
 
     counts = manager.get_from_registry(REGISTRY_KEYS.X_KEY)
@@ -67,31 +89,22 @@ def fit_pca(manager, n_pcs: int) -> tuple[np.ndarray, np.ndarray]:
         lib = x.sum(1) if library is None else library
         x = np.log1p(1e4 * x / np.maximum(lib[:, None], 1.0))
     pca = PCA(n_components=n_pcs, svd_solver="arpack", random_state=0).fit(x)
-    return np.asarray(pca.mean_).ravel(), pca.components_.T.copy()
+    return np.asarray(pca.mean_).ravel(), pca.components_.T.copy(), np.asarray(pca.explained_variance_)
 
 
-def kernel_statistics(manager, expression: torch.Tensor, image_mean, image_std, weight: float) -> dict:
-    """Histology principal axes, kernel bandwidth and block scale of the attention embedding (training data)."""
+def image_statistics(h: np.ndarray, n_keys: int = N_KEYS) -> dict:
+    """Per-feature mean and std of the histology features and the principal axes of the standardised features."""
     from sklearn.decomposition import PCA
 
-    from senca.module._kernel_attention import attend, kernel_attention, median_bandwidth
-
-    h = np.asarray(manager.get_from_registry(REGISTRY_KEYS.IMAGE_KEY), dtype=np.float64)
-    hs = (h - image_mean) / np.maximum(image_std, 1e-6)
-    n_axes = min(10, hs.shape[1])
-    axes = np.zeros((hs.shape[1], n_axes))
-    n_fit = min(n_axes, hs.shape[0] - 1)
+    h = np.asarray(h, dtype=np.float64)
+    mean, std = h.mean(0), h.std(0)
+    hs = (h - mean) / np.maximum(std, 1e-6)
+    n_keys = min(n_keys, hs.shape[1])
+    axes = np.zeros((hs.shape[1], n_keys))
+    n_fit = min(n_keys, hs.shape[0] - 1)
     if n_fit > 0:
         axes[:, :n_fit] = PCA(n_components=n_fit, svd_solver="full", random_state=0).fit(hs).components_.T
-    keys = torch.as_tensor(hs @ axes, dtype=torch.float32)
-    index = torch.as_tensor(np.asarray(manager.get_from_registry(REGISTRY_KEYS.NEIGHBOR_KEY)), dtype=torch.long)
-    bandwidth = median_bandwidth(keys, index) if index.shape[1] > 1 else 1.0
-    a = kernel_attention(keys, index, bandwidth)
-    zp = attend(expression, index, a)
-    zh = attend(keys, index, a)
-    # the histology block gets `weight` times the spread of the expression block, whatever the feature scale
-    scale = float(zp.var(0).sum().sqrt() / zh.var(0).sum().sqrt().clamp_min(1e-8))
-    return {"image_axes": axes, "kernel_bandwidth": bandwidth, "image_block_scale": scale}
+    return {"image_mean": mean, "image_std": std, "image_axes": axes, "n_keys": n_keys}
 
 
 def sample_codes(adata, sample_key: str | None) -> np.ndarray | None:
@@ -116,28 +129,33 @@ def harmony_reference(expression: np.ndarray, samples: np.ndarray, n_clusters: i
     return {"integration_centroids": y, "integration_weight": r.sum(0), "integration_total": r.T @ z}
 
 
-def fit_statistics(
-    manager, n_pcs: int, image_block_weight: float, samples: np.ndarray | None, n_integration_clusters: int | None
-) -> dict:
-    """Everything SENCA fits once on its training data, as module arguments (no gradient involved).
+@torch.inference_mode()
+def fit_statistics(manager, module_kwargs: dict, samples: np.ndarray | None, n_integration_clusters: int) -> dict:
+    """Everything SENCA fits once on its training data, as module arguments: the network's initial state.
 
-    Histology feature means and spreads; with ``n_pcs > 0`` the expression principal axes, the kernel statistics of the
-    attention embedding (:func:`kernel_statistics`) and, given the ``samples`` of a cohort, the Harmony reference
-    (:func:`harmony_reference`).
+    The gene head's principal axes (:func:`fit_pca`), the image head's standardisation and axes
+    (:func:`image_statistics`); then, through the network itself at its initial state, the kernel bandwidth (median
+    squared distance between neighbouring histology tokens), the scale that gives the histology block the expression
+    block's spread and, given the ``samples`` of a cohort, the Harmony reference (:func:`harmony_reference`).
     """
-    import warnings
+    from senca.module._kernel_attention import median_bandwidth
 
     out: dict = {}
-    has_image = REGISTRY_KEYS.IMAGE_KEY in manager.data_registry
-    if has_image:
-        h = np.asarray(manager.get_from_registry(REGISTRY_KEYS.IMAGE_KEY), dtype=np.float64)
-        out["image_mean"], out["image_std"] = h.mean(0), h.std(0)
-    if n_pcs == 0:
-        return out
-    out["pca_mean"], out["pca_components"] = fit_pca(manager, n_pcs)
-    expression = read_expression(manager, projection(out["pca_mean"], out["pca_components"]))
-    if has_image:
-        out.update(kernel_statistics(manager, expression, out["image_mean"], out["image_std"], image_block_weight))
+    out["pca_mean"], out["pca_components"], out["pca_variance"] = fit_pca(manager, int(module_kwargs["n_latent"]))
+    h = registered_image(manager)
+    if h is not None:
+        out.update(image_statistics(h))
+    module = SENCAModule(**{**module_kwargs, **out})
+    expression = read_expression(manager, module)
+    index = registered_index(manager)
+    if h is not None:
+        keys = module.image_tokens(torch.as_tensor(h))
+        out["kernel_bandwidth"] = median_bandwidth(keys, index) if index.shape[1] > 1 else 1.0
+        module.set_bandwidth(out["kernel_bandwidth"])
+        weights = module.attentions(keys, expression, index, module.initial_passes, initial=True)
+        zp, zh = module.smooth(expression, index, weights), module.smooth(keys, index, weights)
+        # the histology block gets `image_block_weight` times the spread of the expression block, whatever the scale
+        out["image_block_scale"] = float(zp.var(0).sum().sqrt() / zh.var(0).sum().sqrt().clamp_min(1e-8))
     if samples is not None and int(samples.max()) >= 1:
         out.update(harmony_reference(expression.numpy(), samples, int(n_integration_clusters)))
     elif samples is not None:

@@ -1,10 +1,7 @@
-"""Parameter-free neighbourhood cross-attention: H&E similarity as keys, expression as values.
+"""Statistics of SENCA's kernel attention fitted on the data: the bandwidth and the spatial signal of components.
 
-This is the part of SENCA that produces the embedding used for region calling. Its attention weights
-come from a Gaussian kernel on the histology tokens, with a bandwidth set to the median squared distance
-between neighbours (so the weights do not depend on the scale of the features and cannot collapse onto
-one neighbour). Learned attention trained by reconstruction did collapse and lowered ARI on her2st
-(benchmarks/RESULTS.md, "Experiments behind the defaults"), which is why the weights here are not trained.
+The bandwidth is the median squared distance between neighbouring histology tokens, so that the kernel's weights do
+not depend on the scale of the features and cannot collapse onto one neighbour.
 """
 
 from __future__ import annotations
@@ -24,54 +21,13 @@ def median_bandwidth(keys: torch.Tensor, index: torch.Tensor) -> float:
     return med if med > 0 else 1.0
 
 
-def kernel_attention(
-    keys: torch.Tensor | None, index: torch.Tensor, bandwidth: float = 1.0, scale: float = 1.0
-) -> torch.Tensor:
-    """Attention of each spot over its ``k - 1`` neighbours, ``softmax_j(-|h_i - h_j|^2 / (2 scale^2 bandwidth))``.
-
-    Parameters
-    ----------
-    keys
-        ``(n, d)`` histology tokens, or ``None`` for uniform weights (no image).
-    index
-        ``(n, k)`` neighbour index, the spot itself in column 0.
-    bandwidth
-        Squared-distance scale, usually :func:`median_bandwidth` of the training data.
-    scale
-        Kernel width in units of the bandwidth (smaller: attend to look-alike neighbours only).
-
-    Returns
-    -------
-    ``(n, k - 1)`` weights summing to one over the neighbours.
-    """
-    n, k = index.shape
-    if keys is None or k < 2:
-        return torch.full((n, max(k - 1, 0)), 1.0 / max(k - 1, 1), dtype=torch.float32, device=index.device)
-    logits = -_neighbour_sq_dist(keys, index) / (2.0 * scale**2 * bandwidth)
-    return torch.softmax(logits, dim=-1)
-
-
 def attend(values: torch.Tensor, index: torch.Tensor, weights: torch.Tensor, passes: int = 2) -> torch.Tensor:
-    """Mix each spot's values with its neighbours': ``z <- z / k + (1 - 1/k) sum_j a_ij z_j``, ``passes`` times.
+    """``passes`` attention passes with the same weights (:func:`senca.nn.mix`); uniform weights: a smoothed mean."""
+    from senca.nn import mix
 
-    With uniform weights this is the spatially smoothed representation (mean over the k nearest spots,
-    applied twice), the strongest simple baseline on her2st; H&E-keyed weights sharpen it at boundaries
-    that are visible on the slide.
-    """
-    k = index.shape[1]
-    z = values
-    if k < 2:
-        return z
     for _ in range(int(passes)):
-        z = z / k + (1.0 - 1.0 / k) * torch.einsum("nk,nkd->nd", weights, z[index[:, 1:]])
-    return z
-
-
-def contrast(values: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Functional contrast ``delta_i = v_i - sum_j a_ij v_j``: how a spot differs from neighbours that look alike."""
-    if index.shape[1] < 2:
-        return torch.zeros_like(values)
-    return values - torch.einsum("nk,nkd->nd", weights, values[index[:, 1:]])
+        values = mix(values, index, weights)
+    return values
 
 
 def spatial_signal_weights(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -1,183 +1,168 @@
-"""SENCA network: modality heads, shared encoder, neighbourhood cross-attention, decoders and loss."""
+"""SENCA network: gene and image heads, neighbourhood kernel attention layers, contrast; started at the estimator."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import torch
-from scvi.distributions import NegativeBinomial
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
-from senca.data._constants import MODULE_KEYS, REGISTRY_KEYS, neighbor_key
-from senca.nn import MLP, NeighborhoodCrossAttention, SharedEncoder, info_nce
+from senca.data._constants import MODULE_KEYS
+from senca.nn import NeighborhoodKernelAttention, log_bandwidth, mix
 
 from ._integration import harmony_map
-from ._kernel_attention import attend, contrast, kernel_attention, spatial_signal_weights
+from ._kernel_attention import spatial_signal_weights
 
-GENE, IMAGE = 0, 1
+#: Expression components read by the attention's (initially closed) expression-similarity term.
+N_GENE_KEYS = 15
 
 
 def log_normalise(counts: torch.Tensor, library: torch.Tensor | None = None) -> torch.Tensor:
     """``log1p(1e4 * counts / library)``, the library by default the row sums of ``counts`` (last axis).
 
-    The one normalisation of SENCA: its network, its region embedding and its principal axes all read counts so.
+    The one normalisation of SENCA: its gene head and its principal axes read counts so.
     """
     lib = counts.sum(-1) if library is None else library
     return torch.log1p(counts * (1e4 / lib.clamp_min(1.0).unsqueeze(-1)))
 
 
+def _frozen_linear(weight: np.ndarray, bias: np.ndarray) -> nn.Linear:
+    """A linear map fitted by the constructor (principal axes), not by gradient."""
+    layer = nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
+        layer.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+    layer.requires_grad_(False)
+    return layer
+
+
 class SENCAModule(BaseModuleClass):
-    """Shared Encoder with Neighbourhood Cross-Attention (tensors only; formulation: the docs' concepts page).
+    """Shared Encoder with Neighbourhood Cross-Attention, started at the parameter-free estimator (tensors only).
 
-    For each spot i of a minibatch the module receives its neighbourhood N(i) (k spots, itself first):
-    raw counts ``x`` ``(B, k, G)``, optional histology features ``h`` ``(B, k, D)`` and optional
-    precomputed expression features ``expression`` ``(B, k, E)`` (the names of :data:`senca.data.MODULE_KEYS`).
+    1. **Heads.** The gene head maps log-normalised counts (:func:`log_normalise`) to ``n_latent`` expression tokens
+       ``e`` with the principal axes of the training data (weight = axes, bias = minus the centred mean); the image
+       head maps histology features to ``n_keys`` tokens ``h`` (standardisation and principal axes folded into one
+       linear map). Both are fitted by the model's constructor, not by gradient. In cohort mode ``e`` is mapped onto
+       the model's Harmony reference (:meth:`integrate`).
+    2. **Neighbourhood cross-attention, one layer per pass.** Layer ``l`` attends from each spot over its neighbours
+       with H&E tokens as queries and keys (:class:`~senca.nn.NeighborhoodKernelAttention`: a Gaussian kernel
+       written as dot-product attention, with a per-key bias ``-|k_j|^2 / 2 tau`` and the bandwidth as temperature)
+       and mixes the tokens ``[e, h]`` as values, the spot keeping ``1/k``
+       (:func:`~senca.nn.mix`). ``passes`` of the ``max_passes`` layers are used.
+    3. **Output.** ``z = [z_e, w * s(h) * z_h]``: the mixed expression tokens next to the mixed histology tokens,
+       each histology component weighted by its spatial autocorrelation ``s`` and the block by ``w``
+       (``image_block_weight * image_block_scale``). The functional contrast is
+       ``delta_i = (e_i - sum_j a^1_ij e_j) * s(e)`` with the first layer's weights.
 
-    1. gene head ``g = MLP(log1p(1e4 x / l))`` (or ``MLP(e)`` when a precomputed representation is given),
-       image head ``v = MLP((h - mean) / std)``;
-    2. shared encoder with modality embeddings: ``t^g = S(g + e_gene)``, ``t^h = S(v + e_image)``;
-    3. bidirectional multi-head neighbourhood cross-attention ``c^{g<-h}_i``, ``c^{h<-g}_i`` and the
-       functional contrast ``delta_i = t^g_i - sum_{j != i} a^h_ij t^g_j`` with ``a^h`` the attention of
-       ``t^h_i`` over the neighbours' ``t^h_j`` (who looks alike in H&E);
-    4. ``z_i = LayerNorm(W [t^g_i, t^h_i, c^{g<-h}_i, c^{h<-g}_i, delta_i] + U [mean_j gene_j, mean_j h_j])``
-       (the second, residual term with ``residual=True``);
-    5. loss: negative-binomial likelihood of the counts (observed library size; by default the
-       neighbourhood's summed counts, see ``reconstruct``) and Gaussian
-       reconstruction of the standardised features, each averaged per feature, plus a symmetric
-       InfoNCE between ``t^g_i`` and ``t^h_i``.
+    At its initial state (``initial=True``, or before any training) this is exactly the estimator: a Gaussian-kernel
+    attention over the count PCA, ``initial_passes`` times. The learnable paths (query/key maps of the H&E tokens, an
+    expression-similarity term, the temperatures) start at values that leave it unchanged.
 
-    Without histology (``n_image=0``) the attention runs gene-to-gene and
-    ``z_i = LayerNorm(W [t^g_i, c^{g<-g}_i, delta_i])``.
+    Fine-tuning (:meth:`loss`) is label-free: each spot's counts are split binomially into two halves; the network
+    mixes half A and is asked to predict half B mixed by the estimator (a region-scale target, never a spot's own
+    counts).
 
     Parameters
     ----------
     n_genes
-        Number of genes (decoded by the negative-binomial head).
+        Number of genes read by the gene head.
     n_image
-        Width of the histology features; 0 for expression-only.
-    n_expression
-        Width of a precomputed expression representation used as the gene head input; 0 to use
-        log-normalised counts.
+        Width of the histology features; 0 for expression only.
     n_latent
-        Width of the embedding ``z``.
-    n_hidden
-        Token width ``d`` and hidden width of heads and decoders.
-    n_heads
-        Attention heads (``n_hidden`` must be divisible by it).
-    n_layers
-        Hidden layers of the modality heads and decoders.
-    dropout
-        Dropout rate.
-    gene_weight, image_weight, infonce_weight
-        Weights of the count likelihood, the histology reconstruction and the InfoNCE term.
-    temperature
-        InfoNCE temperature.
-    image_mean, image_std
-        Per-feature statistics used to standardise the histology features (stored as buffers).
-    n_pcs
-        When > 0 (and no ``n_expression``), the gene head reads the projection of the log-normalised counts
-        on fixed principal axes (``pca_mean``, ``pca_components`` ``(n_genes, n_pcs)``, stored as buffers and
-        computed on the training data by the model) instead of all genes: cheaper and less noisy.
-    pca_mean, pca_components
-        Gene means and principal axes of that projection.
-    residual
-        Add a linear path from the neighbourhood-averaged gene input and standardised histology
-        features to ``z`` (before the LayerNorm): the embedding starts as a spatially smoothed linear
-        representation and the attention adds to it.
-    reconstruct
-        ``"neighborhood"`` (default): decode the neighbourhood's summed counts and mean histology
-        features, which makes ``z`` describe the local tissue rather than per-spot noise; ``"spot"``:
-        decode the spot's own counts and features.
+        Number of expression components (the gene head's width).
+    n_keys
+        Number of histology tokens (the image head's width).
+    passes
+        Attention layers used at the initial state.
+    max_passes
+        Attention layers built (training may choose up to this many).
+    kernel_bandwidth
+        Median squared distance between neighbouring histology tokens of the training data.
+    kernel_scale
+        Kernel width in units of the bandwidth: the initial temperature is ``kernel_scale^2 * kernel_bandwidth``.
+    image_block_weight, image_block_scale
+        Weight of the histology block relative to the expression block, and the ratio of their spreads on the
+        training data (the block gets ``weight`` times the expression block's spread).
+    pca_mean, pca_components, pca_variance
+        Gene means ``(n_genes,)``, principal axes ``(n_genes, n_latent)`` of the gene head and the variance of each
+        component on the training data (it scales the attention's expression-similarity term).
+    image_mean, image_std, image_axes
+        Per-feature mean and std of the histology features and their principal axes ``(n_image, n_keys)``.
+    n_integration_clusters, integration_centroids, integration_weight, integration_total
+        Harmony reference of the training cohort (0 clusters: no integration).
 
     Examples
     --------
     >>> import torch
     >>> from senca.module import SENCAModule
-    >>> m = SENCAModule(n_genes=50, n_image=8, n_latent=4, n_hidden=16)
-    >>> out = m.inference(torch.poisson(torch.ones(3, 6, 50) * 5), torch.randn(3, 6, 8))
+    >>> m = SENCAModule(n_genes=50, n_image=8, n_latent=4, n_keys=3)
+    >>> counts, h = torch.poisson(torch.ones(20, 50) * 5), torch.randn(20, 8)
+    >>> index = torch.stack([torch.arange(20), (torch.arange(20) + 1) % 20, (torch.arange(20) - 1) % 20], 1)
+    >>> out = m.embed(m.expression(counts), m.image_tokens(h), index)
     >>> out["z"].shape, out["attention"].shape
-    (torch.Size([3, 4]), torch.Size([3, 6]))
+    (torch.Size([20, 7]), torch.Size([20, 2]))
     """
 
     def __init__(
         self,
         n_genes: int,
         n_image: int = 0,
-        n_expression: int = 0,
-        n_latent: int = 32,
-        n_hidden: int = 128,
-        n_heads: int = 4,
-        n_layers: int = 1,
-        dropout: float = 0.1,
-        gene_weight: float = 1.0,
-        image_weight: float = 1.0,
-        infonce_weight: float = 0.1,
-        temperature: float = 0.1,
-        image_mean: np.ndarray | None = None,
-        image_std: np.ndarray | None = None,
-        reconstruct: Literal["neighborhood", "spot"] = "neighborhood",
-        n_pcs: int = 0,
-        pca_mean: np.ndarray | None = None,
-        pca_components: np.ndarray | None = None,
-        residual: bool = True,
-        image_axes: np.ndarray | None = None,
+        n_latent: int = 50,
+        n_keys: int = 10,
+        passes: int = 2,
+        max_passes: int = 8,
         kernel_bandwidth: float = 1.0,
         kernel_scale: float = 1.0,
-        image_block_scale: float = 1.0,
         image_block_weight: float = 1.0,
-        passes: int = 2,
+        image_block_scale: float = 1.0,
+        pca_mean: np.ndarray | None = None,
+        pca_components: np.ndarray | None = None,
+        pca_variance: np.ndarray | None = None,
+        image_mean: np.ndarray | None = None,
+        image_std: np.ndarray | None = None,
+        image_axes: np.ndarray | None = None,
         n_integration_clusters: int = 0,
         integration_centroids: np.ndarray | None = None,
         integration_weight: np.ndarray | None = None,
         integration_total: np.ndarray | None = None,
     ):
         super().__init__()
-        if reconstruct not in ("neighborhood", "spot"):
-            raise ValueError(f"reconstruct must be 'neighborhood' or 'spot', got {reconstruct!r}.")
-        self.reconstruct = reconstruct
-        self.n_genes, self.n_image, self.n_expression = int(n_genes), int(n_image), int(n_expression)
-        self.n_latent = int(n_latent)
-        self.gene_weight, self.image_weight = float(gene_weight), float(image_weight)
-        self.infonce_weight, self.temperature = float(infonce_weight), float(temperature)
-        d = int(n_hidden)
-        self.n_pcs = 0 if self.n_expression > 0 else int(n_pcs)
-        self.residual = bool(residual)
-        if self.n_pcs > 0:
-            mean = np.zeros(self.n_genes) if pca_mean is None else np.asarray(pca_mean)
-            comps = np.zeros((self.n_genes, self.n_pcs)) if pca_components is None else np.asarray(pca_components)
-            if comps.shape != (self.n_genes, self.n_pcs):
-                raise ValueError(f"pca_components must have shape ({self.n_genes}, {self.n_pcs}), got {comps.shape}.")
-            self.register_buffer("pca_mean", torch.as_tensor(mean, dtype=torch.float32))
-            self.register_buffer("pca_components", torch.as_tensor(comps, dtype=torch.float32))
-        gene_in = self.n_expression or self.n_pcs or self.n_genes
-        self.gene_head = MLP(gene_in, d, n_hidden=d, n_layers=n_layers, dropout=dropout)
-        self.shared_encoder = SharedEncoder(d, n_modalities=2, dropout=dropout)
-        self.attn_gene = NeighborhoodCrossAttention(d, n_heads, dropout=dropout)  # gene query
-        self.attn_contrast = NeighborhoodCrossAttention(d, n_heads, project_values=False)
-        n_fused = 3 * d
+        self.n_genes, self.n_image, self.n_latent = int(n_genes), int(n_image), int(n_latent)
+        self.n_keys = min(int(n_keys), self.n_image) if self.n_image > 0 else 0
+        self.max_passes = int(max_passes)
+        if not 1 <= int(passes) <= self.max_passes:
+            raise ValueError(f"passes must be between 1 and max_passes={self.max_passes}, got {passes}.")
+        self.initial_passes = int(passes)
+        self.register_buffer("passes", torch.tensor(int(passes)))
+        self.kernel_scale, self.image_block_weight = float(kernel_scale), float(image_block_weight)
+
+        mean = np.zeros(self.n_genes) if pca_mean is None else np.asarray(pca_mean, dtype=np.float64)
+        axes = np.zeros((self.n_genes, self.n_latent)) if pca_components is None else np.asarray(pca_components)
+        if axes.shape != (self.n_genes, self.n_latent):
+            raise ValueError(f"pca_components must have shape ({self.n_genes}, {self.n_latent}), got {axes.shape}.")
+        self.gene_head = _frozen_linear(axes.T, -(mean @ axes))
         if self.n_image > 0:
-            self.image_head = MLP(self.n_image, d, n_hidden=d, n_layers=n_layers, dropout=dropout)
-            self.attn_image = NeighborhoodCrossAttention(d, n_heads, dropout=dropout)  # image query
-            self.image_decoder = MLP(self.n_latent, self.n_image, n_hidden=d, n_layers=n_layers, dropout=0.0)
-            n_fused = 5 * d
-            mean = np.zeros(self.n_image) if image_mean is None else np.asarray(image_mean)
-            std = np.ones(self.n_image) if image_std is None else np.asarray(image_std)
-            self.register_buffer("image_mean", torch.as_tensor(mean, dtype=torch.float32))
-            self.register_buffer("image_std", torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-6))
-            axes = np.eye(self.n_image, min(self.n_image, 10)) if image_axes is None else np.asarray(image_axes)
-            self.register_buffer("image_axes", torch.as_tensor(axes, dtype=torch.float32))
-            self.register_buffer("kernel_bandwidth", torch.tensor(float(kernel_bandwidth)))
-            self.register_buffer("image_block_scale", torch.tensor(float(image_block_scale)))
-        self.kernel_scale, self.image_block_weight, self.passes = (
-            float(kernel_scale),
-            float(image_block_weight),
-            int(passes),
+            m = np.zeros(self.n_image) if image_mean is None else np.asarray(image_mean, dtype=np.float64)
+            s = np.ones(self.n_image) if image_std is None else np.asarray(image_std, dtype=np.float64)
+            s = np.maximum(s, 1e-6)
+            a = np.eye(self.n_image, self.n_keys) if image_axes is None else np.asarray(image_axes)
+            if a.shape != (self.n_image, self.n_keys):
+                raise ValueError(f"image_axes must have shape ({self.n_image}, {self.n_keys}), got {a.shape}.")
+            self.image_head = _frozen_linear((a / s[:, None]).T, -((m / s) @ a))
+        self.register_buffer("kernel_bandwidth", torch.tensor(float(kernel_bandwidth)))
+        self.register_buffer("image_block_scale", torch.tensor(float(image_block_scale)))
+        log_t = log_bandwidth(kernel_bandwidth, kernel_scale)
+        n_gene_keys = min(N_GENE_KEYS, self.n_latent)
+        # the principal axes are orthonormal: a component's spread over the training spots is its singular value
+        spread = torch.as_tensor(np.sqrt(np.maximum(pca_variance, 0.0)) if pca_variance is not None else np.ones(0))
+        gene_scale = spread[:n_gene_keys] if spread.numel() >= n_gene_keys else None
+        self.layers = nn.ModuleList(
+            NeighborhoodKernelAttention(self.n_keys, n_gene_keys, log_t, gene_scale) for _ in range(self.max_passes)
         )
-        self.n_integration_clusters = int(n_integration_clusters) if self.n_pcs > 0 else 0
+
+        self.n_integration_clusters = int(n_integration_clusters)
         if self.n_integration_clusters > 0:  # Harmony reference of the training cohort (zeros: no correction)
-            k, d = self.n_integration_clusters, self.n_pcs
+            k, d = self.n_integration_clusters, self.n_latent
             for name, value, shape in (
                 ("integration_centroids", integration_centroids, (k, d)),
                 ("integration_weight", integration_weight, (k,)),
@@ -187,124 +172,36 @@ class SENCAModule(BaseModuleClass):
                 if value.shape != shape:
                     raise ValueError(f"{name} must have shape {shape}, got {value.shape}.")
                 self.register_buffer(name, torch.as_tensor(value, dtype=torch.float32))
-        self.fuse = nn.Linear(n_fused, self.n_latent)
-        if self.residual:  # linear path from the neighbourhood-averaged inputs (a smoothed-PCA-like start)
-            self.skip = nn.Linear(gene_in + self.n_image, self.n_latent)
-        self.norm = nn.LayerNorm(self.n_latent)
-        self.gene_decoder = MLP(self.n_latent, self.n_genes, n_hidden=d, n_layers=n_layers, dropout=0.0)
-        self.px_r = nn.Parameter(torch.zeros(self.n_genes))
 
-    # ------------------------------------------------------------------ scvi-tools plumbing
-    def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict:
-        return {
-            MODULE_KEYS.X_KEY: tensors[neighbor_key(REGISTRY_KEYS.X_KEY)],
-            MODULE_KEYS.H_KEY: tensors.get(neighbor_key(REGISTRY_KEYS.IMAGE_KEY)) if self.n_image > 0 else None,
-            MODULE_KEYS.EXPRESSION_KEY: (
-                tensors.get(neighbor_key(REGISTRY_KEYS.EXPRESSION_KEY)) if self.n_expression > 0 else None
-            ),
-            MODULE_KEYS.LIBRARY_KEY: tensors.get(neighbor_key(REGISTRY_KEYS.LIBRARY_KEY)),
-        }
-
-    def _get_generative_input(self, tensors: dict, inference_outputs: dict) -> dict:
-        return {
-            MODULE_KEYS.Z_KEY: inference_outputs[MODULE_KEYS.Z_KEY],
-            MODULE_KEYS.LIBRARY_KEY: inference_outputs[MODULE_KEYS.LIBRARY_KEY],
-        }
-
-    def standardise_image(self, h: torch.Tensor) -> torch.Tensor:
-        """Standardise histology features with the stored per-feature mean and std."""
-        return (h - self.image_mean) / self.image_std
-
-    @auto_move_data
-    def inference(
-        self,
-        x: torch.Tensor,
-        h: torch.Tensor | None = None,
-        expression: torch.Tensor | None = None,
-        library: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Embed each spot from its neighbourhood; returns ``z``, attention weights and ``delta``.
-
-        Parameters
-        ----------
-        x
-            ``(B, k, G)`` counts of each centre spot's neighbourhood (centre first).
-        h
-            ``(B, k, D)`` histology features, or ``None``.
-        expression
-            ``(B, k, E)`` precomputed expression representation (modules built with ``n_expression > 0``).
-        library
-            ``(B, k)`` library size the counts are normalised by (all genes; default: their row sums).
-        """
-        gene_in = expression if self.n_expression > 0 else self.expression_components(x, library)
-        if gene_in is None:
-            raise ValueError("This SENCA module expects a precomputed expression representation (expression).")
-        library = x.sum(-1).clamp_min(1.0)  # (B, k): the observed total of the modelled counts (likelihood)
-        tg = self.shared_encoder(self.gene_head(gene_in), GENE)  # (B, k, d)
-        tg_i = tg[:, 0]
-        k = tg.shape[1]
-        self_mask = torch.zeros(k, dtype=torch.bool, device=tg.device)
-        self_mask[0] = k > 1  # the contrast looks at the *other* spots; a lone spot keeps itself
-        nbhd = self.reconstruct == "neighborhood"
-        out: dict[str, torch.Tensor] = {
-            MODULE_KEYS.GENE_TOKEN_KEY: tg_i,
-            MODULE_KEYS.LIBRARY_KEY: library.sum(1) if nbhd else library[:, 0],
-        }
-        if self.n_image > 0:
-            if h is None:
-                raise ValueError("This SENCA module was built with histology features but got none (h).")
-            h_std = self.standardise_image(h)
-            th = self.shared_encoder(self.image_head(h_std), IMAGE)
-            th_i = th[:, 0]
-            c_gh, a_gh = self.attn_gene(tg_i, th)  # gene query, image keys/values
-            c_hg, a_hg = self.attn_image(th_i, tg)  # image query, gene keys/values
-            ctx, a_c = self.attn_contrast(th_i, th, values=tg, mask=self_mask)
-            delta = tg_i - ctx
-            fused = torch.cat([tg_i, th_i, c_gh, c_hg, delta], dim=-1)
-            out[MODULE_KEYS.IMAGE_TOKEN_KEY] = th_i
-            out[MODULE_KEYS.H_KEY] = h_std.mean(1) if nbhd else h_std[:, 0]
-            out[MODULE_KEYS.ATTENTION_IMAGE_KEY] = a_hg
-        else:
-            c_gh, a_gh = self.attn_gene(tg_i, tg)  # gene-to-gene
-            ctx, a_c = self.attn_contrast(tg_i, tg, values=tg, mask=self_mask)
-            delta = tg_i - ctx
-            fused = torch.cat([tg_i, c_gh, delta], dim=-1)
-        pre = self.fuse(fused)
-        if self.residual:
-            pooled = [gene_in.mean(1)] + ([h_std.mean(1)] if self.n_image > 0 else [])
-            pre = pre + self.skip(torch.cat(pooled, dim=-1))
-        z = self.norm(pre)
-        out[MODULE_KEYS.Z_KEY] = z
-        out[MODULE_KEYS.ATTENTION_KEY] = a_gh
-        out[MODULE_KEYS.CONTRAST_ATTENTION_KEY] = a_c
-        out[MODULE_KEYS.DELTA_KEY] = delta
-        return out
-
-    def expression_components(self, counts: torch.Tensor, library: torch.Tensor | None = None) -> torch.Tensor:
-        """Log-normalised counts (:func:`log_normalise`), on the stored principal axes when the module has them."""
-        x = log_normalise(counts, library)
-        if self.n_pcs == 0:
-            return x
-        return x @ self.pca_components - self.pca_mean @ self.pca_components
+    # ------------------------------------------------------------------ heads
+    def expression(self, counts: torch.Tensor, library: torch.Tensor | None = None) -> torch.Tensor:
+        """Gene head: expression tokens ``(n, n_latent)`` of raw counts (library: all genes; default their sum)."""
+        return self.gene_head(log_normalise(counts, library))
 
     def image_tokens(self, h: torch.Tensor) -> torch.Tensor:
-        """Standardised histology features projected on their stored principal axes: the attention keys."""
-        return self.standardise_image(h) @ self.image_axes
+        """Image head: histology tokens ``(n, n_keys)`` of raw histology features (the attention's queries/keys)."""
+        return self.image_head(h)
+
+    def set_bandwidth(self, bandwidth: float) -> None:
+        """Store the kernel bandwidth and start every layer's temperature at ``kernel_scale^2 * bandwidth``."""
+        self.kernel_bandwidth.fill_(float(bandwidth))
+        for layer in self.layers:
+            layer.reset_temperature(log_bandwidth(bandwidth, self.kernel_scale))
 
     @torch.inference_mode()
     def integrate(self, expression: torch.Tensor, samples: torch.Tensor | None = None) -> torch.Tensor:
-        """Map each sample's expression principal components onto the training cohort's Harmony reference.
+        """Map each sample's expression tokens onto the training cohort's Harmony reference.
 
         Parameters
         ----------
         expression
-            ``(n, n_pcs)`` principal components of the log-normalised counts.
+            ``(n, n_latent)`` expression tokens.
         samples
             ``(n,)`` integer sample code of each row (``None``: one sample).
 
         Returns
         -------
-        The corrected ``(n, n_pcs)`` components (unchanged when the module has no reference).
+        The corrected ``(n, n_latent)`` tokens (unchanged when the module has no reference).
         """
         if self.n_integration_clusters == 0:
             return expression
@@ -317,83 +214,112 @@ class SENCAModule(BaseModuleClass):
             out[rows] = harmony_map(expression[rows], *ref)
         return out
 
-    @torch.inference_mode()
-    def attention_embedding(
-        self, expression: torch.Tensor, index: torch.Tensor, h: torch.Tensor | None = None
+    # ------------------------------------------------------------------ attention layers
+    @torch.no_grad()
+    def reset(self) -> None:
+        """Return to the initial state, the estimator: initial passes and temperatures, learnable paths at zero."""
+        self.passes.fill_(self.initial_passes)
+        for layer in self.layers:
+            layer.log_temperature.copy_(layer.initial_log_temperature)
+            for p in (getattr(layer, "query", None), getattr(layer, "key", None)):
+                if p is not None:
+                    p.weight.zero_()
+            layer.gene_bilinear.zero_()
+
+    def n_passes(self, initial: bool = False) -> int:
+        """Layers used: ``initial_passes`` at the initial state, else the (possibly trained) ``passes``."""
+        return self.initial_passes if initial else int(self.passes)
+
+    def attentions(
+        self, keys: torch.Tensor | None, genes: torch.Tensor, index: torch.Tensor, passes: int, initial: bool = False
+    ) -> list[torch.Tensor]:
+        """Attention weights ``(n, k - 1)`` of the first ``passes`` layers."""
+        return [layer(keys, genes, index, initial) for layer in self.layers[:passes]]
+
+    def smooth(self, values: torch.Tensor, index: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+        """Mix ``values`` ``(n, d)`` through the layers whose attention weights are ``weights``."""
+        for a in weights:
+            values = mix(values, index, a)
+        return values
+
+    def embed(
+        self,
+        expression: torch.Tensor,
+        keys: torch.Tensor | None,
+        index: torch.Tensor,
+        initial: bool = False,
+        passes: int | None = None,
     ) -> dict[str, torch.Tensor]:
-        """The region embedding: H&E-keyed neighbourhood attention over the expression, on whole sections.
+        """The SENCA embedding of whole sections.
 
         Parameters
         ----------
         expression
-            ``(n, E)`` expression values of *every* spot of the sections (principal components of the
-            log-normalised counts).
+            ``(n, n_latent)`` expression tokens of *every* spot of the sections (gene head, integrated in cohorts).
+        keys
+            ``(n, n_keys)`` histology tokens (image head), or ``None`` without an image.
         index
-            ``(n, k)`` neighbour index into those rows, the spot itself in column 0.
-        h
-            ``(n, n_image)`` raw histology features, or ``None`` without an image.
+            ``(n, k)`` neighbour rows into those spots, the spot itself in column 0.
+        initial
+            Evaluate the network at its initial state: the parameter-free estimator.
+        passes
+            Layers to use (default: :meth:`n_passes`).
 
         Returns
         -------
-        ``z`` ``(n, E [+ n_image_pcs])``: the expression (and, down-weighted, the histology tokens) mixed over
-        each neighbourhood with weights ``a_ij = softmax_j(-|k_i - k_j|^2 / (2 s^2 m))`` on the histology
-        tokens ``k`` (uniform without an image), ``passes`` times; ``attention`` ``(n, k - 1)``; ``delta``, the
-        functional contrast ``v_i - sum_j a_ij v_j`` of the expression values, each component weighted by its
-        spatial autocorrelation (:func:`~senca.module._kernel_attention.spatial_signal_weights`).
+        ``z`` ``(n, n_latent [+ n_keys])``, ``attention`` ``(n, k - 1)`` (first layer) and ``delta`` ``(n, n_latent)``.
         """
-        keys = self.image_tokens(h) if (self.n_image > 0 and h is not None) else None
-        a = kernel_attention(keys, index, float(self.kernel_bandwidth) if keys is not None else 1.0, self.kernel_scale)
-        z = attend(expression, index, a, self.passes)
-        if keys is not None and self.image_block_weight > 0:
-            # histology components count by their spatial structure, as the contrast below does: colour and
-            # texture variation that is not tissue (staining, noise) would otherwise split regions
-            zh = attend(keys, index, a, self.passes) * spatial_signal_weights(keys, index)
+        passes = self.n_passes(initial) if passes is None else int(passes)
+        weights = self.attentions(keys, expression, index, passes, initial)
+        z = self.smooth(expression, index, weights)
+        if keys is not None and self.n_image > 0 and self.image_block_weight > 0:
+            # histology components count by their spatial structure: colour and texture variation that is not tissue
+            # (staining, noise) would otherwise split regions
+            zh = self.smooth(keys, index, weights) * spatial_signal_weights(keys, index)
             z = torch.cat([z, (self.image_block_weight * self.image_block_scale) * zh], dim=-1)
+        first = weights[0] if weights else self.layers[0](keys, expression, index, initial)
         # the contrast counts each component by how spatially structured it is: noise components would drown it
-        delta = contrast(expression, index, a) * spatial_signal_weights(expression, index)
-        return {MODULE_KEYS.Z_KEY: z, MODULE_KEYS.ATTENTION_KEY: a, MODULE_KEYS.DELTA_KEY: delta}
+        delta = (expression - mix_neighbours(expression, index, first)) * spatial_signal_weights(expression, index)
+        return {MODULE_KEYS.Z_KEY: z, MODULE_KEYS.ATTENTION_KEY: first, MODULE_KEYS.DELTA_KEY: delta}
+
+    # ------------------------------------------------------------------ fine-tuning (scvi-tools plumbing)
+    def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict:
+        return {
+            MODULE_KEYS.EXPRESSION_KEY: tensors[MODULE_KEYS.EXPRESSION_KEY],
+            MODULE_KEYS.H_KEY: tensors.get(MODULE_KEYS.H_KEY),
+            MODULE_KEYS.NBR_KEY: tensors[MODULE_KEYS.NBR_KEY],
+        }
+
+    def _get_generative_input(self, tensors: dict, inference_outputs: dict) -> dict:
+        return {}
 
     @auto_move_data
-    def generative(self, z: torch.Tensor, library: torch.Tensor) -> dict:
-        """Decode counts (negative binomial, observed library size) and histology features."""
-        rho = torch.softmax(self.gene_decoder(z), dim=-1)
-        px = NegativeBinomial(mu=rho * library.unsqueeze(-1), theta=torch.exp(self.px_r))
-        out = {MODULE_KEYS.PX_KEY: px}
-        if self.n_image > 0:
-            out[MODULE_KEYS.H_HAT_KEY] = self.image_decoder(z)
-        return out
+    def inference(self, expression: torch.Tensor, h: torch.Tensor | None, nbr: torch.Tensor) -> dict:
+        """Expression tokens of one count half mixed by the trainable network (``h``: histology tokens)."""
+        weights = self.attentions(h, expression, nbr.long(), self.n_passes())
+        return {MODULE_KEYS.Z_KEY: self.smooth(expression, nbr.long(), weights)}
+
+    def generative(self) -> dict:
+        """SENCA has no generative part: its training target is the other count half, mixed by the estimator."""
+        return {}
 
     def loss(self, tensors: dict, inference_outputs: dict, generative_outputs: dict) -> LossOutput:
-        """Weighted per-feature-averaged reconstruction losses plus the InfoNCE term."""
-        x_nbr = tensors[neighbor_key(REGISTRY_KEYS.X_KEY)]
-        x = x_nbr.sum(1) if self.reconstruct == "neighborhood" else x_nbr[:, 0]
-        nb = -generative_outputs[MODULE_KEYS.PX_KEY].log_prob(x).mean(-1)
-        recon = self.gene_weight * nb
-        metrics = {"nb_loss": nb.mean()}
-        infonce = torch.zeros((), device=x.device)
-        if self.n_image > 0:
-            h_hat = generative_outputs[MODULE_KEYS.H_HAT_KEY]
-            img = 0.5 * ((h_hat - inference_outputs[MODULE_KEYS.H_KEY]) ** 2).mean(-1)
-            recon = recon + self.image_weight * img
-            metrics["histology_loss"] = img.mean()
-            if self.infonce_weight > 0 and x.shape[0] > 1:
-                infonce = info_nce(
-                    inference_outputs[MODULE_KEYS.GENE_TOKEN_KEY], inference_outputs[MODULE_KEYS.IMAGE_TOKEN_KEY],
-                    self.temperature,
-                )  # fmt: skip
-            metrics["infonce_loss"] = infonce
-        loss = recon.mean() + self.infonce_weight * infonce
-        return LossOutput(
-            loss=loss,
-            reconstruction_loss=recon,
-            kl_local=torch.zeros_like(recon),
-            n_obs_minibatch=x.shape[0],
-            extra_metrics=metrics,
-        )
+        """Squared distance between the network's mix of half A and the estimator's mix of half B, per spot."""
+        index = tensors[MODULE_KEYS.NBR_KEY].long()
+        target_values = tensors[MODULE_KEYS.TARGET_KEY]
+        with torch.no_grad():
+            weights = self.attentions(tensors.get(MODULE_KEYS.H_KEY), target_values, index, self.initial_passes, True)
+            target = self.smooth(target_values, index, weights)
+        per_spot = ((inference_outputs[MODULE_KEYS.Z_KEY] - target) ** 2).sum(-1)
+        return LossOutput(loss=per_spot.mean(), reconstruction_loss=per_spot, n_obs_minibatch=per_spot.shape[0])
 
-    @torch.inference_mode()
-    def sample(self, tensors: dict, n_samples: int = 1) -> torch.Tensor:
-        """Sample counts ``(n_samples, B, G)`` from the fitted negative binomial."""
-        inf = self.inference(**self._get_inference_input(tensors))
-        gen = self.generative(inf[MODULE_KEYS.Z_KEY], inf[MODULE_KEYS.LIBRARY_KEY])
-        return gen[MODULE_KEYS.PX_KEY].sample((n_samples,)).cpu()
+    def sample(self, *args, **kwargs):
+        """Not available: SENCA embeds spots and does not model the counts' distribution."""
+        raise NotImplementedError("SENCA is not a generative model: there is nothing to sample.")
+
+
+def mix_neighbours(values: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``sum_j a_ij v_j`` over each spot's neighbours (the spot itself when it has none)."""
+    if index.shape[1] < 2:
+        return values
+    return torch.einsum("nk,nkd->nd", weights, values[index[:, 1:]])

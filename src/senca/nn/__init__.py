@@ -1,8 +1,8 @@
 """Plain-torch building blocks of the senca models (no AnnData, no scvi-tools)."""
 
-from ._attention import CentreCrossAttention, NeighborhoodCrossAttention
+from ._attention import CentreCrossAttention
 from ._contrastive import info_nce
-from ._mlp import MLP, mlp_layers
-from ._shared_encoder import SharedEncoder
+from ._kernel_attention import NeighborhoodKernelAttention, log_bandwidth, mix
+from ._mlp import mlp_layers
 
-__all__ = ["MLP", "CentreCrossAttention", "NeighborhoodCrossAttention", "SharedEncoder", "info_nce", "mlp_layers"]
+__all__ = ["CentreCrossAttention", "NeighborhoodKernelAttention", "info_nce", "log_bandwidth", "mix", "mlp_layers"]
