@@ -19,8 +19,8 @@ from lightning.pytorch.callbacks import Callback
 import senca
 from senca.model import SENCA, SpaCRD
 
-SMALL = {"n_hidden": 16, "n_latent": 8, "dropout": 0.0, "n_pcs": 10}
-FIT = {"max_epochs": 3, "batch_size": 64, "enable_progress_bar": False, "accelerator": "cpu"}
+SMALL = {"n_latent": 10}
+FIT = {"max_epochs": 3, "enable_progress_bar": False, "accelerator": "cpu"}
 DET_FIT = {"max_epochs": 2, "align_epochs": 1, "batch_size": 64, "accelerator": "cpu", "enable_progress_bar": False}
 
 
@@ -348,8 +348,8 @@ def test_backed_anndata(tmp_path):
             warnings.simplefilter("ignore")
             model = SENCA(backed, **SMALL)
             model.train(seed=0, **{**FIT, "max_epochs": 1})
-        z = model.get_latent_representation(representation="learned")
-        assert z.shape == (60, SMALL["n_latent"])
+        z = model.get_latent_representation()
+        assert z.shape == (60, SMALL["n_latent"] + 8)  # expression components + 8 histology tokens
         assert np.isfinite(z).all()
         backed.obsm["X_senca"] = z
         senca.tl.regions(backed, n_regions=3)
@@ -459,8 +459,8 @@ def test_senca_query_with_unseen_sample_categories(trained):
     _, model = trained
     query = _tissue(60, seed=3)
     query.obs["section"] = pd.Categorical(["unseen"] * 60)
-    z = model.get_latent_representation(query, representation="learned")
-    assert z.shape == (60, SMALL["n_latent"])
+    z = model.get_latent_representation(query)
+    assert z.shape == (60, SMALL["n_latent"] + 8)
     assert np.isfinite(z).all()
 
 
@@ -797,27 +797,31 @@ def test_same_seed_bit_identical_embeddings_and_regions():
         senca.tl.regions(adata, n_regions=4, seed=3)
         runs.append(
             (
-                model.get_latent_representation(representation="learned"),
+                model.get_latent_representation(),
                 adata.obs["senca_region"].to_numpy(),
                 model.history["train_loss"],
+                model.selection_,
             )
         )
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
     pd.testing.assert_frame_equal(runs[0][2], runs[1][2])
-    other = _senca(_tissue(120, seed=8), seed=4, max_epochs=2).get_latent_representation(representation="learned")
-    assert not np.array_equal(other, runs[0][0]), "the seed has no effect"
+    assert runs[0][3] == runs[1][3]
+    other = _senca(_tissue(120, seed=8), seed=4, max_epochs=2)
+    assert other.selection_["loss"] != runs[0][3]["loss"], "the seed has no effect"
 
 
 def test_seed_does_not_depend_on_global_state():
     """Global numpy/torch draws between runs must not change a seeded result."""
     import torch
 
-    a = _senca(_tissue(80, seed=9), seed=1, max_epochs=1).get_latent_representation(representation="learned")
+    a = _senca(_tissue(80, seed=9), seed=1, max_epochs=1)
     np.random.rand(100)
     torch.rand(100)
-    b = _senca(_tissue(80, seed=9), seed=1, max_epochs=1).get_latent_representation(representation="learned")
-    np.testing.assert_array_equal(a, b)
+    b = _senca(_tissue(80, seed=9), seed=1, max_epochs=1)
+    np.testing.assert_array_equal(a.get_latent_representation(), b.get_latent_representation())
+    assert a.selection_ == b.selection_
+    pd.testing.assert_frame_equal(a.history["train_loss"], b.history["train_loss"])
 
 
 def test_training_leaves_torch_global_flags_as_they_were():
@@ -870,13 +874,15 @@ def test_interrupted_training_leaves_model_usable_and_data_unchanged(tmp_path):
     for k, v in obsm_before.items():
         np.testing.assert_array_equal(adata.obsm[k], v)
     pd.testing.assert_frame_equal(adata.obs, obs_before)
-    # usable: embeds, and trains again to completion
-    z = model.get_latent_representation(representation="learned")
-    assert z.shape == (adata.n_obs, SMALL["n_latent"])
+    # usable: back at the network chosen before fine-tuning started, and it trains again to completion
+    z = model.get_latent_representation()
     assert np.isfinite(z).all()
-    np.testing.assert_array_equal(
-        model.get_latent_representation(representation="learned"), z
-    )  # inference runs in eval mode
+    assert not model.is_trained
+    state = {k: v for k, v in model.module.state_dict().items() if k != "passes"}
+    model.module.reset()
+    for k, v in model.module.state_dict().items():
+        if k in state:
+            assert v.equal(state[k]), f"{k} kept a partial fine-tuning"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.train(seed=0, **{**FIT, "max_epochs": 2})
@@ -884,24 +890,21 @@ def test_interrupted_training_leaves_model_usable_and_data_unchanged(tmp_path):
     assert np.isfinite(model.get_latent_representation()).all()
 
 
-def test_resume_training_from_saved_model(trained, tmp_path):
+def test_training_again_after_load_gives_the_same_network(trained, tmp_path):
+    """train() starts from the estimator: a saved and reloaded model trained with the same seed gives the same
+    network as the original, and the saved state (chosen passes, fine-tuned weights) survives the round trip."""
     adata, model = trained
     path = tmp_path / "m"
     model.save(str(path))
-    z0 = model.get_latent_representation(representation="learned")
+    z0 = model.get_latent_representation()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         loaded = SENCA.load(str(path), adata=adata, accelerator="cpu")
-    np.testing.assert_allclose(loaded.get_latent_representation(representation="learned"), z0, rtol=1e-5, atol=1e-6)
-    state = {k: v.clone() for k, v in loaded.module.state_dict().items()}
+    np.testing.assert_array_equal(loaded.get_latent_representation(), z0)
+    assert int(loaded.module.passes) == model.selection_["passes"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        loaded.train(seed=1, **{**FIT, "max_epochs": 2, "early_stopping": False})
-    changed = [k for k, v in loaded.module.state_dict().items() if v.dtype.is_floating_point and not v.equal(state[k])]
-    assert changed, "training after load did not update any weight"
-    # resumed from the saved weights, not re-initialised: the embedding stays close to the saved one
-    z1 = loaded.get_latent_representation(representation="learned")
-    assert np.isfinite(z1).all()
-    corr = np.corrcoef(z0.ravel(), z1.ravel())[0, 1]
-    assert corr > 0.5, corr
+        loaded.train(seed=0, **FIT)
+    assert loaded.selection_ == model.selection_
+    np.testing.assert_allclose(loaded.get_latent_representation(), z0, rtol=1e-5, atol=1e-6)
     shutil.rmtree(path)

@@ -1,4 +1,5 @@
-"""SENCA: the paper's property on synthetic tissue, determinism, save/load, query data, scale, validation."""
+"""SENCA: the network starts at the estimator, train() fits the passes, the paper's property on synthetic tissue,
+determinism, save/load, query data, scale, validation."""
 
 from __future__ import annotations
 
@@ -19,8 +20,6 @@ from senca.model import SENCA
 
 # R1/R2 look alike in H&E but express differently; R3/R4 express alike but look different.
 DESIGN = {"n_regions": 4, "expression_map": [0, 1, 2, 2], "histology_map": [0, 0, 1, 2]}
-SMALL = {"n_hidden": 64, "n_latent": 16, "dropout": 0.0}  # a small, fast network for tests
-FIT = {"max_epochs": 60, "lr": 5e-3, "enable_progress_bar": False}
 
 
 def _tissue(seed: int, n_spots: int = 400):
@@ -41,9 +40,54 @@ def _trained(adata, seed: int = 0, image: bool = True, **fit):
     SENCA.setup_anndata(adata, layer="counts", image_key="X_histology" if image else None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        model = SENCA(adata, **SMALL)
-        model.train(seed=seed, **{**FIT, **fit})
+        model = SENCA(adata)
+        model.train(seed=seed, **fit)
     return model
+
+
+def _thinned(adata, fraction: float, seed: int = 0):
+    """The same tissue sequenced shallower: every count kept with probability ``fraction``."""
+    rng = np.random.default_rng(seed)
+    out = adata.copy()
+    c = sp.csr_matrix(out.layers["counts"])
+    c.data = rng.binomial(np.rint(c.data).astype(np.int64), fraction).astype(np.float32)
+    out.layers["counts"] = c
+    out.X = c.copy()
+    return out
+
+
+def _estimator(adata, model) -> np.ndarray:
+    """SENCA's estimator written out in numpy from the fitted heads: a Gaussian kernel on the H&E tokens (bandwidth
+    the median squared distance between neighbours) mixing the expression PCs, twice, next to the mixed H&E tokens
+    weighted by their spatial autocorrelation at the expression block's spread."""
+    heads = model.module
+    counts = sp.csr_matrix(adata.layers["counts"]).toarray().astype(np.float64)
+    x = np.log1p(1e4 * counts / np.maximum(counts.sum(1, keepdims=True), 1.0))
+    e = x @ heads.gene_head.weight.double().numpy().T + heads.gene_head.bias.double().numpy()
+    h = np.asarray(adata.obsm["X_histology"], dtype=np.float64)
+    keys = h @ heads.image_head.weight.double().numpy().T + heads.image_head.bias.double().numpy()
+    idx = adata.obsm["senca_knn"]
+    k, nbr = idx.shape[1], idx[:, 1:]
+    d2 = ((keys[:, None] - keys[nbr]) ** 2).sum(-1)
+    logits = -d2 / (2 * np.median(d2))
+    a = np.exp(logits - logits.max(1, keepdims=True))
+    a /= a.sum(1, keepdims=True)
+
+    def smooth(v):
+        for _ in range(2):
+            v = v / k + (1 - 1 / k) * np.einsum("nk,nkd->nd", a, v[nbr])
+        return v
+
+    def signal(v):
+        m = v[nbr].mean(1)
+        c = ((v - v.mean(0)) * (m - m.mean(0))).sum(0) / np.sqrt(
+            ((v - v.mean(0)) ** 2).sum(0) * ((m - m.mean(0)) ** 2).sum(0)
+        )
+        return np.clip(c, 0, None)
+
+    ze, zh = smooth(e), smooth(keys)
+    scale = np.sqrt(ze.var(0).sum()) / np.sqrt(zh.var(0).sum())
+    return np.hstack([ze, scale * zh * signal(keys)])
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +129,10 @@ def test_single_modality_cannot_recover_all_regions(trained_both):
 
 def _trained_warning_visible(adata):
     SENCA.setup_anndata(adata, layer="counts", image_key=None)
-    model = SENCA(adata, **SMALL)
+    model = SENCA(adata)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        model.train(seed=0, **FIT)
+        model.train(seed=0)
     return model
 
 
@@ -129,25 +173,84 @@ def test_discordance_marks_borders_hidden_from_the_h_and_e(trained_both):
 
 def test_attention_shapes_and_rows_sum_to_one(trained_both):
     adata, model = trained_both[0]
-    for direction in ("gene", "image", "contrast"):
-        a = model.get_attention(direction=direction)
-        assert a.shape == (adata.n_obs, 6)
-        np.testing.assert_allclose(a.sum(1), 1.0, atol=1e-5)
-    assert np.all(model.get_attention(direction="contrast")[:, 0] == 0)  # the contrast looks at the others
-    with pytest.raises(ValueError, match="direction"):
-        model.get_attention(direction="sideways")
+    a = model.get_attention()
+    assert a.shape == (adata.n_obs, 6)
+    np.testing.assert_allclose(a.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(a[:, 0], 1.0 / 6, rtol=1e-6)  # the spot keeps 1/k, the neighbours share the rest
+    with pytest.raises(ValueError, match="representation"):
+        model.get_attention(representation="learned")
+
+
+def test_untrained_network_is_the_estimator_with_identical_regions():
+    adata = _tissue(0, n_spots=300)
+    SENCA.setup_anndata(adata, layer="counts", image_key="X_histology")
+    model = SENCA(adata)
+    z = model.get_latent_representation()
+    ref = _estimator(adata, model)
+    assert z.shape == ref.shape == (300, 60)
+    np.testing.assert_allclose(z, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    np.testing.assert_array_equal(z, model.get_latent_representation(representation="estimator"))
+    adata.obsm["net"], adata.obsm["ref"] = z, ref.astype(np.float32)
+    senca.tl.regions(adata, n_regions=4, use_rep="net", key_added="r_net")
+    senca.tl.regions(adata, n_regions=4, use_rep="ref", key_added="r_ref")
+    np.testing.assert_array_equal(adata.obs["r_net"].to_numpy(), adata.obs["r_ref"].to_numpy())
+
+
+def test_train_chooses_the_passes_and_the_default_output_is_the_network():
+    full = _tissue(0, n_spots=300)
+    SENCA.setup_anndata(full, layer="counts")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        deep = SENCA(full)
+        deep.train(seed=0)
+        # shallow data ask for more mixing than deep data of the same tissue: the choice follows the data
+        shallow_data = _thinned(full, 0.05)
+        SENCA.setup_anndata(shallow_data, layer="counts")
+        shallow = SENCA(shallow_data)
+        before = shallow.get_latent_representation()
+        shallow.train(seed=0)
+    assert len(deep.selection_["loss"]) == 8
+    assert deep.selection_["passes"] == int(np.argmin(deep.selection_["loss"])) + 1
+    assert shallow.selection_["passes"] > deep.selection_["passes"]
+    after = shallow.get_latent_representation()
+    assert not np.allclose(after, before)  # training changed what the user gets...
+    np.testing.assert_array_equal(shallow.get_latent_representation(representation="estimator"), before)
+    net = shallow.module  # ...and it is the network's forward pass with the chosen layers
+    assert int(net.passes) == shallow.selection_["passes"]
+    assert after.shape == before.shape
+    assert shallow.is_trained_
+
+
+def test_fine_tuning_runs_with_lightning_and_is_kept_only_if_held_out_loss_improves():
+    adata = _tissue(1, n_spots=200)
+    model = _trained(adata, seed=0)
+    selected = model.get_latent_representation()
+    model.train(seed=0, max_epochs=3, lr=0.05, enable_progress_bar=False)
+    info = model.finetune_
+    assert set(info) == {"validation_before", "validation_after", "kept"}
     assert "train_loss" in model.history
-    assert "elbo_validation" in model.history
+    assert "validation_loss" in model.history
+    assert len(model.history["train_loss"]) == 3
+    z = model.get_latent_representation()
+    if info["kept"]:
+        assert info["validation_after"] < info["validation_before"]
+        assert not np.allclose(z, selected)
+    else:  # back to the state after choosing the passes, exactly
+        np.testing.assert_array_equal(z, selected)
 
 
 def test_same_seed_identical_embedding_different_seed_differs():
-    adata = _tissue(0, n_spots=200)
-    models = [_trained(adata, seed=s, max_epochs=4) for s in (3, 3, 4)]
-    runs = [m.get_latent_representation(representation="learned") for m in models]
+    adata = _thinned(_tissue(0, n_spots=200), 0.2)
+    models = [_trained(adata, seed=s, max_epochs=2, lr=0.05, enable_progress_bar=False) for s in (3, 3, 4)]
+    runs = [m.get_latent_representation() for m in models]
     np.testing.assert_array_equal(runs[0], runs[1])
-    assert not np.allclose(runs[0], runs[2])
-    # the region embedding does not depend on the training seed at all
-    np.testing.assert_array_equal(models[0].get_latent_representation(), models[2].get_latent_representation())
+    assert models[0].selection_ == models[1].selection_
+    assert models[0].selection_["loss"] != models[2].selection_["loss"]  # other count splits
+    # the estimator does not depend on the seed at all
+    np.testing.assert_array_equal(
+        models[0].get_latent_representation(representation="estimator"),
+        models[2].get_latent_representation(representation="estimator"),
+    )
 
 
 def test_save_load_round_trip(trained_both, tmp_path):
@@ -193,16 +296,15 @@ def test_no_image_mode_trains_and_warns_once():
     SENCA.setup_anndata(adata, layer="counts")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = SENCA(adata, **SMALL)
+        model = SENCA(adata)
         model.train(max_epochs=2, seed=0, enable_progress_bar=False)
         z = model.get_latent_representation()
     ours = [w for w in caught if "expression-only" in str(w.message)]
     assert len(ours) == 1
     assert z.shape == (150, 50)  # expression PCs only: no histology block without an image
     assert np.isfinite(z).all()
-    assert model.get_attention().shape == (150, 6)
-    with pytest.raises(ValueError, match="histology"):
-        model.get_attention(direction="image")
+    a = model.get_attention(representation="estimator")
+    np.testing.assert_allclose(a[:, 1:], 1 / 6, rtol=1e-6)  # without an image the estimator weighs neighbours alike
 
 
 def test_neighbours_never_cross_samples_and_loader_gathers_rows():
@@ -244,10 +346,9 @@ def test_twenty_thousand_spots_train_without_dense_n_by_n():
     thread.start()
     try:
         SENCA.setup_anndata(adata, layer="counts", image_key="X_histology")
-        model = SENCA(adata, n_hidden=16, n_latent=8, n_heads=2, n_pcs=10)
-        model.train(max_epochs=1, batch_size=512, seed=0, enable_progress_bar=False)
+        model = SENCA(adata, n_latent=10)
+        model.train(max_epochs=1, seed=0, enable_progress_bar=False)
         z = model.get_latent_representation()
-        z_learned = model.get_latent_representation(batch_size=2048, representation="learned")
     finally:
         stop.set()
         thread.join()
@@ -255,7 +356,6 @@ def test_twenty_thousand_spots_train_without_dense_n_by_n():
         tracemalloc.stop()
     dense = 20_000**2 * 4  # one float32 n_obs x n_obs matrix: 1.6 GB
     assert z.shape == (20_000, 20)  # 10 PCs + 10 histology tokens
-    assert z_learned.shape == (20_000, 8)
     assert py_peak < dense / 8, py_peak  # numpy/python allocations
     assert peak[0] - base < dense / 4, (peak[0] - base) / 1e6  # everything, torch included
 
@@ -301,17 +401,17 @@ def test_spatialdata_table_is_registered_and_accepted():
     SENCA.setup_spatialdata(sdata, table_key=table_key, image_key="X_histology", layer="counts")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        model = SENCA(sdata, **SMALL)
-        model.train(max_epochs=1, seed=0, enable_progress_bar=False)
+        model = SENCA(sdata)
+        model.train(seed=0)
     z = model.get_latent_representation(sdata)
     assert z.shape == (120, 60)
     with pytest.raises(KeyError, match="nope"):
         SENCA.setup_spatialdata(sdata, table_key="nope")
 
 
-def test_embedding_attention_rows_sum_to_one_and_follow_histology(trained_both):
+def test_attention_follows_histology(trained_both):
     adata, model = trained_both[0]
-    w = model.get_attention(direction="embedding")
+    w = model.get_attention()
     k = adata.obsm["senca_knn"].shape[1]
     assert w.shape == (adata.n_obs, k)
     np.testing.assert_allclose(w.sum(1), 1.0, rtol=1e-5)

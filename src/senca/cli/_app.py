@@ -68,3 +68,13 @@ MaxEpochsOpt = Annotated[
     int | None,
     typer.Option("--max-epochs", metavar="N", min=1, help="Training epochs [default: scaled to the data size]."),
 ]
+FinetuneEpochsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-epochs",
+        metavar="N",
+        min=1,
+        help="Fine-tune SENCA's attention for N epochs, kept only if held-out loss improves "
+        "[default: no fine-tuning; the number of attention passes is always fitted].",
+    ),
+]

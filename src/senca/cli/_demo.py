@@ -37,14 +37,14 @@ def demo(
         typer.Option("--n-regions", "-k", metavar="K", min=1, help="[default: the number of pathologist classes]"),
     ] = None,
     n_top_genes: opt.TopGenesOpt = 3000,
-    max_epochs: opt.MaxEpochsOpt = None,
+    max_epochs: opt.FinetuneEpochsOpt = None,
     seed: opt.SeedOpt = 0,
     accelerator: opt.AccelOpt = "auto",
     overwrite: opt.OverwriteOpt = False,
 ) -> None:
     """Run SENCA on a her2st section end to end.
 
-    Loads the section with its H&E image, computes histology features, trains SENCA, calls regions, writes
+    Loads the section with its H&E image, computes histology features, fits SENCA, calls regions, writes
     OUT/her2st_<SECTION>_senca.h5ad and a PNG of the regions over the H&E beside the pathologist's, and prints the
     ARI against the pathologist (spots labelled 'undetermined' excluded).
     """
@@ -75,7 +75,7 @@ def demo(
             spatial_key="spatial",
             sample_key=None,
             n_neighbors=6,
-            n_latent=32,
+            n_latent=50,
             max_epochs=max_epochs,
             accelerator=accelerator,
             seed=seed,

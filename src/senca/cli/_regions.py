@@ -35,14 +35,9 @@ def regions(
     n_neighbors: Annotated[int, typer.Option("--n-neighbors", metavar="N", min=2, help="Spots per neighbourhood.")] = 6,
     n_latent: Annotated[
         int,
-        typer.Option(
-            "--n-latent",
-            metavar="N",
-            min=2,
-            help="Width of the trained SENCA latent (kept with --save-model); the region embedding does not use it.",
-        ),
-    ] = 32,
-    max_epochs: opt.MaxEpochsOpt = None,
+        typer.Option("--n-latent", metavar="N", min=2, help="Expression components (principal axes) of the embedding."),
+    ] = 50,
+    max_epochs: opt.FinetuneEpochsOpt = None,
     method: Annotated[
         str, typer.Option("--method", metavar="NAME", help="Clustering of the embedding: gmm, leiden or kmeans.")
     ] = ("gmm"),
@@ -67,12 +62,11 @@ def regions(
 ) -> None:
     """Tissue regions with SENCA from expression, H&E and space.
 
-    Sets SENCA up on raw counts and histology features and writes its region embedding to obsm[LATENT_KEY]: each
-    spot's expression principal components averaged over its neighbours, weighted by how alike they look in H&E
-    (no trained weights). Regions are called from it into obs[KEY_ADDED]. SENCA's network is also trained (for
-    --save-model and its learned latent); the embedding does not change with it. Without features in
-    obsm[IMAGE_KEY] they are computed from the H&E image; with --no-image the neighbours are weighted uniformly
-    (expression and space only).
+    Sets SENCA up on raw counts and histology features, fits its attention passes (seconds) and writes its embedding
+    to obsm[LATENT_KEY]: each spot's expression principal components mixed with its neighbours', weighted by how
+    alike they look in H&E. Regions are called from it into obs[KEY_ADDED]. Without features in obsm[IMAGE_KEY] they
+    are computed from the H&E image; with --no-image the neighbours are weighted uniformly (expression and space
+    only).
     """
     with user_errors():
         inp = check_input(input)

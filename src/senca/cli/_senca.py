@@ -18,7 +18,7 @@ def train_senca(
     n_top_genes: int = 0,
     **setup: Any,
 ) -> Any:
-    """Set up and train SENCA on ``adata`` (or on its ``n_top_genes`` most variable genes); return the model.
+    """Set up SENCA on ``adata`` (or on its ``n_top_genes`` most variable genes) and fit it; return the model.
 
     ``setup`` are the arguments of :meth:`senca.model.SENCA.setup_anndata` (``layer``, ``image_key``,
     ``spatial_key``, ``sample_key``, ``n_neighbors``); the whole library is used when genes were selected.
@@ -36,12 +36,15 @@ def train_senca(
     SENCA.setup_anndata(adata, library_key=library_key, **setup)
     model = SENCA(adata, n_latent=n_latent)
     say(
-        f"training SENCA on {adata.n_obs} spots x {adata.n_vars} genes"
+        f"fitting SENCA on {adata.n_obs} spots x {adata.n_vars} genes"
         + ("" if setup.get("image_key") else " (no histology)")
     )
     t0 = time.perf_counter()
     model.train(max_epochs=max_epochs, accelerator=accelerator, seed=seed)
-    say(f"trained SENCA ({time.perf_counter() - t0:.1f} s)", done=True)
+    tuned = model.finetune_
+    note = "" if tuned is None else f", fine-tuning {'kept' if tuned['kept'] else 'discarded: held-out loss not lower'}"
+    passes = model.selection_["passes"]
+    say(f"fitted SENCA: {passes} attention passes{note} ({time.perf_counter() - t0:.1f} s)", done=True)
     return model
 
 

@@ -30,7 +30,7 @@ from senca.model._senca_fit import (
     registered_index,
     sample_codes,
 )
-from senca.model._senca_train import CountSplitBatches, count_split_datamodule, passes_criterion, validation_loss
+from senca.model._senca_train import CountSplitBatches, CountSplitDataModule, passes_criterion, validation_loss
 from senca.module import SENCAModule
 from senca.pp import knn_index
 
@@ -407,6 +407,7 @@ class SENCA(SencaModel):
         held_out = CountSplitBatches(*args, seed=seed + 1, fixed=True)
         before = validation_loss(self.module, held_out)
         state = copy.deepcopy(self.module.state_dict())
+        self.module.train_used_layers()
         plan = self._training_plan_cls(self.module, **{"lr": lr, "weight_decay": 0.0, **(plan_kwargs or {})})
         kw.setdefault("deterministic", deterministic)
         kw.setdefault("check_val_every_n_epoch", 1)
@@ -417,14 +418,19 @@ class SENCA(SencaModel):
             runner = TrainRunner(
                 self,
                 training_plan=plan,
-                data_splitter=count_split_datamodule(train_batches, held_out),
+                data_splitter=CountSplitDataModule(train_batches, held_out),
                 max_epochs=max_epochs,
                 accelerator=accelerator,
                 devices=devices,
                 enable_progress_bar=progress,
                 **kw,
             )
-            runner()
+            try:
+                runner()
+            except BaseException:  # an interrupted fine-tuning leaves the network as it was before it started
+                self.module.load_state_dict(state)
+                self.module.eval()
+                raise
         after = validation_loss(self.module, held_out)
         kept = after < before
         if not kept:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import lightning.pytorch as pl
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -141,18 +142,20 @@ class CountSplitBatches(torch.utils.data.IterableDataset):
             yield item
 
 
-def count_split_datamodule(train: CountSplitBatches, validation: CountSplitBatches):
-    """A Lightning data module over whole-section count-split batches (training splits drawn anew, validation fixed)."""
-    import lightning.pytorch as pl
+class CountSplitDataModule(pl.LightningDataModule):
+    """Lightning data module over whole-section count-split batches (training splits drawn anew, validation fixed)."""
 
-    class _Sections(pl.LightningDataModule):
-        def train_dataloader(self):
-            return torch.utils.data.DataLoader(train, batch_size=None)
+    def __init__(self, train: CountSplitBatches, validation: CountSplitBatches):
+        super().__init__()
+        self.train_batches, self.validation_batches = train, validation
 
-        def val_dataloader(self):
-            return torch.utils.data.DataLoader(validation, batch_size=None)
+    def train_dataloader(self):
+        """One batch per section, new splits at every epoch."""
+        return torch.utils.data.DataLoader(self.train_batches, batch_size=None)
 
-    return _Sections()
+    def val_dataloader(self):
+        """One batch per section, the same splits at every epoch."""
+        return torch.utils.data.DataLoader(self.validation_batches, batch_size=None)
 
 
 def validation_loss(module: SENCAModule, batches: CountSplitBatches) -> float:

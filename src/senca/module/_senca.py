@@ -226,6 +226,12 @@ class SENCAModule(BaseModuleClass):
                     p.weight.zero_()
             layer.gene_bilinear.zero_()
 
+    def train_used_layers(self) -> None:
+        """Let gradients reach only the layers in use (DDP requires every trained parameter to reach the loss)."""
+        for i, layer in enumerate(self.layers):
+            layer.requires_grad_(i < int(self.passes))
+            layer.log_temperature.requires_grad_(i < int(self.passes) and self.n_keys > 0)
+
     def n_passes(self, initial: bool = False) -> int:
         """Layers used: ``initial_passes`` at the initial state, else the (possibly trained) ``passes``."""
         return self.initial_passes if initial else int(self.passes)

@@ -15,8 +15,8 @@ class NeighborhoodKernelAttention(nn.Module):
 
         logit_ij = (q_i . k_j - |k_j|^2 / 2) / tau  +  g_i^T M g_j,    q = h + Q h,  k = h + K h
 
-    with ``h`` the histology tokens, ``g`` the first ``n_gene_keys`` expression components divided by ``gene_scale`` (their
-    spread on the training data, so that the term's weights are scale-free) and ``tau`` the temperature.
+    with ``h`` the histology tokens, ``g`` the first ``n_gene_keys`` expression components divided by ``gene_scale``
+    (their spread on the training data, so that the term's weights are scale-free) and ``tau`` the temperature.
     At its initial state (``Q = K = M = 0``) the first term is the Gaussian kernel ``-|h_i - h_j|^2 / (2 tau)`` up to
     a constant per row, which the softmax removes: the parameter-free estimator. ``Q``, ``K`` (H&E similarity) and
     ``M`` (expression similarity) start at zero, so training can open them; ``tau`` starts at the fitted bandwidth.
