@@ -76,10 +76,12 @@ def versions(packages: list[str] | None = None) -> dict[str, str]:
 def senca_git() -> str:
     """Commit of the senca source tree (``+dirty`` when src/senca has uncommitted changes)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src/senca"], cwd=REPO, capture_output=True,
-                               text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src/senca"], cwd=REPO, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
         return head + ("+dirty" if dirty else "") if head else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -343,7 +345,15 @@ def fmt_mean_std(values, digits: int = 3) -> str:
 # names and labels of the region methods, read by regions.py (runs) and report.py (tables); kept here so that
 # report.py does not import regions.py, which imports report.py
 REGION_METHODS = [
-    "senca_he", "senca", "smoothed_pca", "smoothed_pca_tl", "scanpy", "banksy", "spagcn", "graphst", "stagate"
+    "senca_he",
+    "senca",
+    "smoothed_pca",
+    "smoothed_pca_tl",
+    "scanpy",
+    "banksy",
+    "spagcn",
+    "graphst",
+    "stagate",
 ]
 REGION_LABELS = {
     "senca_he": "SENCA (expression + space + H&E stats)",
@@ -360,4 +370,3 @@ REGION_LABELS = {
 
 if __name__ == "__main__":
     _child(sys.argv[1], sys.argv[2])
-

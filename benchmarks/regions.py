@@ -52,6 +52,7 @@ QUICK_METHODS = ["smoothed_pca", "scanpy", "senca"]
 PEERS = {"graphst", "spagcn", "banksy", "stagate"}
 IMAGE_METHODS = {"senca_he"}
 
+
 # ----------------------------------------------------------------------------------------------------- helpers
 def _log_normalise_hvg(adata, n_top_genes: int = 3000):
     import scanpy as sc
@@ -80,8 +81,9 @@ def leiden_search(adata, n_regions: int, seed: int, key: str = "leiden", lo: flo
     best = None
     for _ in range(30):
         res = (lo + hi) / 2
-        sc.tl.leiden(adata, resolution=res, key_added=key, random_state=seed, flavor="igraph", n_iterations=2,
-                     directed=False)
+        sc.tl.leiden(
+            adata, resolution=res, key_added=key, random_state=seed, flavor="igraph", n_iterations=2, directed=False
+        )
         k = adata.obs[key].nunique()
         if best is None or abs(k - n_regions) < abs(best[1] - n_regions):
             best = (res, k, adata.obs[key].to_numpy().copy())
@@ -150,12 +152,7 @@ def _senca_common(adata, n_regions, seed, image: bool):
     model.train(seed=seed, enable_progress_bar=False)
     a.obsm["X_senca"] = model.get_latent_representation()
     senca.tl.regions(a, n_regions=n_regions, use_rep="X_senca", method="gmm", key_added="senca_region", seed=seed)
-    epochs = None
-    try:
-        epochs = int(model.history_["elbo_train"].shape[0]) if "elbo_train" in model.history_ else None
-    except (AttributeError, TypeError, KeyError):
-        pass
-    return a.obs["senca_region"].to_numpy(), {"note": f"default settings, {epochs} epochs" if epochs else "defaults"}
+    return a.obs["senca_region"].to_numpy(), {"note": f"defaults, train(): {model.selection_['passes']} passes"}
 
 
 def m_senca(adata, n_regions, seed):
@@ -217,13 +214,26 @@ def m_spagcn(adata, n_regions, seed):
     else:
         img, x_pixel, y_pixel, beta, histology = None, xy[:, 1], xy[:, 0], 49, False
         note = "tutorial workflow (detect_spatial_domains_ez_mode), histology=False (no image for this section)"
-    pred = spg.detect_spatial_domains_ez_mode(a, img, a.obs["array_row"].to_numpy(), a.obs["array_col"].to_numpy(),
-                                              x_pixel, y_pixel, n_clusters=n_regions, histology=histology, s=1,
-                                              b=beta, p=0.5, r_seed=seed, t_seed=seed, n_seed=seed)
-    adj_2d = spg.calculate_adj_matrix(x=a.obs["array_row"].to_numpy(), y=a.obs["array_col"].to_numpy(),
-                                      histology=False)
-    refined = spg.refine(sample_id=a.obs_names.tolist(), pred=list(np.asarray(pred).astype(str)), dis=adj_2d,
-                         shape="square")
+    pred = spg.detect_spatial_domains_ez_mode(
+        a,
+        img,
+        a.obs["array_row"].to_numpy(),
+        a.obs["array_col"].to_numpy(),
+        x_pixel,
+        y_pixel,
+        n_clusters=n_regions,
+        histology=histology,
+        s=1,
+        b=beta,
+        p=0.5,
+        r_seed=seed,
+        t_seed=seed,
+        n_seed=seed,
+    )
+    adj_2d = spg.calculate_adj_matrix(x=a.obs["array_row"].to_numpy(), y=a.obs["array_col"].to_numpy(), histology=False)
+    refined = spg.refine(
+        sample_id=a.obs_names.tolist(), pred=list(np.asarray(pred).astype(str)), dis=adj_2d, shape="square"
+    )
     return np.asarray(refined), {"note": note + "; refine(shape='square') for the legacy-ST grid"}
 
 
@@ -240,10 +250,17 @@ def m_banksy(adata, n_regions, seed):
     a = _log_normalise_hvg(adata, n_top_genes=2000)
     a.obs["xcoord"], a.obs["ycoord"] = a.obsm["spatial"][:, 0], a.obsm["spatial"][:, 1]
     a.obsm["coord_xy"] = a.obsm["spatial"]
-    banksy_dict = initialize_banksy(a, ("xcoord", "ycoord", "coord_xy"), num_neighbours=15,
-                                    nbr_weight_decay="scaled_gaussian",
-                                    max_m=1, plt_edge_hist=False, plt_nbr_weights=False, plt_agf_angles=False,
-                                    plt_theta=False)
+    banksy_dict = initialize_banksy(
+        a,
+        ("xcoord", "ycoord", "coord_xy"),
+        num_neighbours=15,
+        nbr_weight_decay="scaled_gaussian",
+        max_m=1,
+        plt_edge_hist=False,
+        plt_nbr_weights=False,
+        plt_agf_angles=False,
+        plt_theta=False,
+    )
     banksy_dict, _ = generate_banksy_matrix(a, banksy_dict, [0.8], max_m=1, verbose=False)
     pca_umap(banksy_dict, pca_dims=[20], add_umap=False, plt_remaining_var=False)
     b = banksy_dict["scaled_gaussian"][0.8]["adata"]
@@ -290,8 +307,16 @@ def run_one(method: str, section: str, seed: int) -> dict:
     labels = np.asarray(labels).astype(str)
     out = scores(adata.obs["pathologist"].astype(str).to_numpy(), labels)
     out.update(
-        method=method, section=section, seed=seed, n_regions=n_regions, n_found=int(len(set(labels))),
-        wall_s=round(wall, 2), cpu_s=round(cpu, 2), spots=adata.obs_names.tolist(), labels=labels.tolist(), **info
+        method=method,
+        section=section,
+        seed=seed,
+        n_regions=n_regions,
+        n_found=int(len(set(labels))),
+        wall_s=round(wall, 2),
+        cpu_s=round(cpu, 2),
+        spots=adata.obs_names.tolist(),
+        labels=labels.tolist(),
+        **info,
     )
     return out
 
@@ -331,15 +356,22 @@ def main(argv=None) -> int:
                 if f.exists() and not args.force and "error" not in json.loads(f.read_text()):
                     continue
                 t0 = time.perf_counter()
-                res = run_isolated("benchmarks.regions:run_one", {"method": method, "section": section, "seed": seed},
-                                   python=py if method in PEERS else sys.executable, timeout=args.timeout)
+                res = run_isolated(
+                    "benchmarks.regions:run_one",
+                    {"method": method, "section": section, "seed": seed},
+                    python=py if method in PEERS else sys.executable,
+                    timeout=args.timeout,
+                )
                 res.setdefault("method", method)
                 res.setdefault("section", section)
                 res.setdefault("seed", seed)
                 dump_json(res, f)
                 msg = res.get("error") or res.get("skipped") or f"ARI {res['ari']:.3f} NMI {res['nmi']:.3f}"
-                print(f"[regions] {method:13s} {section} seed {seed}: {msg} ({time.perf_counter() - t0:.0f} s, "
-                      f"{res.get('peak_rss_mb', '?')} MB)", flush=True)
+                print(
+                    f"[regions] {method:13s} {section} seed {seed}: {msg} ({time.perf_counter() - t0:.0f} s, "
+                    f"{res.get('peak_rss_mb', '?')} MB)",
+                    flush=True,
+                )
     if not args.no_report:
         from benchmarks.report import write_regions
 

@@ -102,8 +102,11 @@ def regions_markdown(agg: dict, quick: bool = False) -> str:
         "the whole process (Python + libraries + data), measured per run in its own process.",
         "",
     ]
-    hdr = ("| method | " + " | ".join(f"{s} ARI" for s in sections)
-           + " | mean ARI | mean NMI | wall s (CPU s) / section | peak RSS (MB) | seeds |")
+    hdr = (
+        "| method | "
+        + " | ".join(f"{s} ARI" for s in sections)
+        + " | mean ARI | mean NMI | wall s (CPU s) / section | peak RSS (MB) | seeds |"
+    )
     lines += [hdr, "|" + "---|" * (len(sections) + 6)]
     rows = []
     for m, e in agg["methods"].items():
@@ -114,7 +117,9 @@ def regions_markdown(agg: dict, quick: bool = False) -> str:
         partial = "" if len(e["covered"]) == len(sections) else f" ({', '.join(e['covered'])} only)"
         mean_ari = np.mean(e["mean_ari_per_seed"]) if e["mean_ari_per_seed"] else -1
         cols = [
-            e["label"], *cells, "**" + fmt_mean_std(e["mean_ari_per_seed"]) + "**" + partial,
+            e["label"],
+            *cells,
+            "**" + fmt_mean_std(e["mean_ari_per_seed"]) + "**" + partial,
             fmt_mean_std(e["mean_nmi_per_seed"]),
             (f"{e['wall_s_mean']:.0f}" if e["wall_s_mean"] is not None else "–")
             + (f" ({e['cpu_s_mean']:.0f})" if e.get("cpu_s_mean") is not None else ""),
@@ -128,9 +133,12 @@ def regions_markdown(agg: dict, quick: bool = False) -> str:
         if e["errors"] and not e["sections"]:
             why = e["errors"][0].split(": ", 1)[-1][:160].replace("|", "/")
             lines.append(f"| {e['label']} | did not run: {why} |" + " – |" * (len(sections) + 4) + " 0 |")
-    lines += ["", "¹ The peer's documented clustering is R's mclust (EEE); we use the R-free equivalent, a Gaussian "
-              "mixture with one shared full covariance (`sklearn.mixture.GaussianMixture(covariance_type='tied')`).",
-              ""]
+    lines += [
+        "",
+        "¹ The peer's documented clustering is R's mclust (EEE); we use the R-free equivalent, a Gaussian "
+        "mixture with one shared full covariance (`sklearn.mixture.GaussianMixture(covariance_type='tied')`).",
+        "",
+    ]
     lines += [
         "What the SENCA rows measure. SENCA's regions are called on its default embedding "
         "(`get_latent_representation()`), which has no trained weights: the 50 principal components of the "
@@ -146,6 +154,7 @@ def regions_markdown(agg: dict, quick: bool = False) -> str:
         "expression, on A1, the one labelled section with a public image.",
         "",
     ]
+
     def _note(v):
         return re.sub(r"resolution [0-9.]+", "resolution searched per section", v.get("note", ""))
 
@@ -159,31 +168,46 @@ def regions_markdown(agg: dict, quick: bool = False) -> str:
             commits = sorted({c for v in e["sections"].values() for c in v.get("senca_git", [])})
             txt += f" (senca source: {', '.join(commits)})"
         notes.append(txt)
-    under = [f"- {e['label']}: {len(e['complete_seeds'])} seed(s) only (time)." for e in agg["methods"].values()
-             if e["sections"] and 0 < len(e["complete_seeds"]) < max(len(x["complete_seeds"]) for x in
-                                                                    agg["methods"].values())]
-    errs = [f"- {e['label']}: " + " / ".join(x[:300] for x in e["errors"]) for e in agg["methods"].values()
-            if e["errors"]]
+    under = [
+        f"- {e['label']}: {len(e['complete_seeds'])} seed(s) only (time)."
+        for e in agg["methods"].values()
+        if e["sections"]
+        and 0 < len(e["complete_seeds"]) < max(len(x["complete_seeds"]) for x in agg["methods"].values())
+    ]
+    errs = [
+        f"- {e['label']}: " + " / ".join(x[:300] for x in e["errors"]) for e in agg["methods"].values() if e["errors"]
+    ]
     merged = []
     for e in agg["methods"].values():
         for s, v in e["sections"].items():
             short = [k for k in v["n_found"] if k is not None and k < v["n_regions"]]
             if short:
-                merged.append(f"{e['label']} on {s}: {len(short)}/{len(v['n_found'])} runs found fewer regions than "
-                              f"asked ({v['n_regions']})")
+                merged.append(
+                    f"{e['label']} on {s}: {len(short)}/{len(v['n_found'])} runs found fewer regions than "
+                    f"asked ({v['n_regions']})"
+                )
     lines += ["Settings per method:", "", *notes, ""]
     if under:
         lines += ["Fewer seeds:", "", *under, ""]
     if merged:
-        lines += ["Fewer regions than asked (refinement or Leiden merging clusters):", "", *[f"- {x}" for x in merged],
-                  ""]
+        lines += [
+            "Fewer regions than asked (refinement or Leiden merging clusters):",
+            "",
+            *[f"- {x}" for x in merged],
+            "",
+        ]
     if errs:
         lines += ["Failures:", "", *errs, ""]
-    lines += ["![ARI per method and section, one dot per seed](figures/regions_ari.png)", "",
-              "*ARI per method and section, one dot per seed (`figures/regions_ari.png`).*", "",
-              "![Seed-0 region maps on A1 next to the pathologist's](figures/regions_A1_maps.png)", "",
-              "*Seed-0 region maps of every method on A1, next to the pathologist's (`figures/regions_A1_maps.png`).*",
-              ""]
+    lines += [
+        "![ARI per method and section, one dot per seed](figures/regions_ari.png)",
+        "",
+        "*ARI per method and section, one dot per seed (`figures/regions_ari.png`).*",
+        "",
+        "![Seed-0 region maps on A1 next to the pathologist's](figures/regions_A1_maps.png)",
+        "",
+        "*Seed-0 region maps of every method on A1, next to the pathologist's (`figures/regions_A1_maps.png`).*",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -228,8 +252,13 @@ def regions_figures(agg: dict, runs: list[dict]) -> list[Path]:
                 continue
             v = np.asarray(e["sections"][s]["ari"])
             x = j + (i - (len(methods) - 1) / 2) * width
-            ax.bar(x, v.mean(), width * 0.9, color=cmap(i % 10), label=e["label"] if j == sections.index(
-                e["covered"][0]) else None)
+            ax.bar(
+                x,
+                v.mean(),
+                width * 0.9,
+                color=cmap(i % 10),
+                label=e["label"] if j == sections.index(e["covered"][0]) else None,
+            )
             ax.scatter(np.full(len(v), x), v, s=8, color="k", zorder=3)
     ax.set_xticks(range(len(sections)), sections)
     ax.set_ylabel("ARI vs pathologist")
@@ -273,7 +302,7 @@ def regions_figures(agg: dict, runs: list[dict]) -> list[Path]:
             ax.set_title(title, fontsize=8)
             ax.set_aspect("equal")
             ax.axis("off")
-        for ax in axes.ravel()[len(panels):]:
+        for ax in axes.ravel()[len(panels) :]:
             ax.axis("off")
         handles = [plt.Line2D([], [], ls="", marker="o", color=pal(i % 20), label=c) for i, c in enumerate(classes)]
         fig.legend(handles=handles, loc="lower center", ncol=len(classes), fontsize=7, frameon=False)
@@ -354,8 +383,12 @@ def assemble() -> Path:
     for k in ["python", *PACKAGES]:
         used = ", ".join(sorted(ran.get(k, []))) or "–"
         lines.append(f"| {k} | {used} | {here.get(k, '–')} |")
-    lines += ["", "Peers run in a separate environment (`.venv-bench`: the same stack plus the peer packages); "
-              "SENCA and the baselines in the project's environment.", ""]
+    lines += [
+        "",
+        "Peers run in a separate environment (`.venv-bench`: the same stack plus the peer packages); "
+        "SENCA and the baselines in the project's environment.",
+        "",
+    ]
     out = ROOT / "RESULTS.md"
     out.write_text("\n".join(lines))
     return out

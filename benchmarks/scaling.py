@@ -43,15 +43,17 @@ def generate(n_spots: int, path: str, seed: int = 0) -> dict:
     import senca
 
     t0 = time.perf_counter()
-    adata = senca.datasets.synthetic(n_spots=n_spots, n_genes=N_GENES, n_regions=N_REGIONS, n_histology=N_HIST,
-                                     seed=seed)
+    adata = senca.datasets.synthetic(
+        n_spots=n_spots, n_genes=N_GENES, n_regions=N_REGIONS, n_histology=N_HIST, seed=seed
+    )
     wall = time.perf_counter() - t0
     adata.write_h5ad(path)
     return {"wall_s": round(wall, 2), "n_obs": adata.n_obs, "nnz": int(adata.X.nnz)}
 
 
-def fit(path: str, max_epochs: int | None = None, limit_batches: int | None = None, latent: bool = True,
-        seed: int = 0) -> dict:
+def fit(
+    path: str, max_epochs: int | None = None, limit_batches: int | None = None, latent: bool = True, seed: int = 0
+) -> dict:
     import anndata as ad
     from lightning.pytorch.callbacks import Callback
 
@@ -87,8 +89,15 @@ def fit(path: str, max_epochs: int | None = None, limit_batches: int | None = No
         kw = {"limit_train_batches": int(limit_batches), "limit_val_batches": max(1, int(limit_batches) // 10)}
     batch_size, train_size = 128, 0.9
     t1 = time.perf_counter()
-    model.train(max_epochs=max_epochs, seed=seed, batch_size=batch_size, train_size=train_size,
-                enable_progress_bar=False, callbacks=[timer], **kw)
+    model.train(
+        max_epochs=max_epochs,
+        seed=seed,
+        batch_size=batch_size,
+        train_size=train_size,
+        enable_progress_bar=False,
+        callbacks=[timer],
+        **kw,
+    )
     t_train = time.perf_counter() - t1
     t_latent = None
     if latent:
@@ -184,13 +193,20 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="300 and 1,000 spots, 1 epoch (CI smoke test)")
     p.add_argument("--sizes", type=int, nargs="*", default=None)
-    p.add_argument("--default-fit-max", type=int, default=10_000,
-                   help="largest size trained with the whole default schedule (max_epochs=None, early stopping on)")
-    p.add_argument("--max-epochs-large", type=int, default=1,
-                   help="whole epochs trained above --default-fit-max")
-    p.add_argument("--limit-batches", type=int, default=0,
-                   help="if > 0, sizes above --default-fit-max train only the first N minibatches of one epoch "
-                        "and the epoch time is extrapolated (default 0: whole epochs)")
+    p.add_argument(
+        "--default-fit-max",
+        type=int,
+        default=10_000,
+        help="largest size trained with the whole default schedule (max_epochs=None, early stopping on)",
+    )
+    p.add_argument("--max-epochs-large", type=int, default=1, help="whole epochs trained above --default-fit-max")
+    p.add_argument(
+        "--limit-batches",
+        type=int,
+        default=0,
+        help="if > 0, sizes above --default-fit-max train only the first N minibatches of one epoch "
+        "and the epoch time is extrapolated (default 0: whole epochs)",
+    )
     p.add_argument("--results", default=None, help="output folder (default benchmarks/results)")
     p.add_argument("--feature-spots", type=int, default=10_000, help="spots of the synthetic image for throughput")
     p.add_argument("--timeout", type=float, default=1800)
@@ -222,15 +238,25 @@ def main(argv=None) -> int:
         rows.append({"n_spots": n, "generate": gen, "fit": res})
         Path(path).unlink(missing_ok=True)
         dump_json({"rows": rows}, results / f"{name}.partial.json")
-    feat = run_isolated("benchmarks.scaling:features", {"n_spots": 300 if args.quick else args.feature_spots},
-                        timeout=args.timeout)
+    feat = run_isolated(
+        "benchmarks.scaling:features", {"n_spots": 300 if args.quick else args.feature_spots}, timeout=args.timeout
+    )
     print(f"[scaling] features: {feat.get('error') or (feat['spots_per_s'], feat['peak_rss_mb'])}", flush=True)
 
     ok = [r for r in rows if "fit" in r and "error" not in r["fit"]]
     b_epoch = exponent([r["n_spots"] for r in ok], [epoch_time(r["fit"]) for r in ok])
-    out = {"date": now(), "machine": machine(), "versions": versions(), "rows": rows, "features": feat,
-           "exponent_epoch": b_epoch, "n_genes": N_GENES, "n_histology": N_HIST, "quick": args.quick,
-           "command": " ".join(["python -m benchmarks.scaling", *(sys.argv[1:] if argv is None else argv)])}
+    out = {
+        "date": now(),
+        "machine": machine(),
+        "versions": versions(),
+        "rows": rows,
+        "features": feat,
+        "exponent_epoch": b_epoch,
+        "n_genes": N_GENES,
+        "n_histology": N_HIST,
+        "quick": args.quick,
+        "command": " ".join(["python -m benchmarks.scaling", *(sys.argv[1:] if argv is None else argv)]),
+    }
     dump_json(out, results / f"{name}.json")
     (results / f"{name}.partial.json").unlink(missing_ok=True)
     (results / f"{name}.md").write_text(markdown(out))
@@ -293,28 +319,42 @@ def markdown(out: dict) -> str:
     if loads and max(loads) >= 0.1:
         lo, hi = f"{min(loads):.1f}", f"{max(loads):.1f}"
         span = lo if lo == hi else f"{lo}–{hi}"
-        lines += ["", f"Other processes shared the machine during these fits: they kept {span} of its 2 cores busy "
-                  "on average (*other load*); SENCA ran on one thread."]
+        lines += [
+            "",
+            f"Other processes shared the machine during these fits: they kept {span} of its 2 cores busy "
+            "on average (*other load*); SENCA ran on one thread.",
+        ]
     b = out["exponent_epoch"]
-    lines += ["", (f"Fitted exponent of time per epoch vs spots (least squares on log-log): **{b:.2f}** (1 = linear)."
-                   if b is not None else "")]
+    lines += [
+        "",
+        (
+            f"Fitted exponent of time per epoch vs spots (least squares on log-log): **{b:.2f}** (1 = linear)."
+            if b is not None
+            else ""
+        ),
+    ]
     big = [r for r in out["rows"] if "fit" in r and "error" not in r["fit"] and r["n_spots"] >= 500_000]
     if big:
         f = big[0]["fit"]
         verdict = "meets" if f["peak_rss_mb"] <= 8 * 1024 else "misses"
         how = "extrapolated" if f.get("limit_batches") else "whole epoch, measured"
-        lines.append(f"Target (500k spots, one epoch, peak RSS <= 8 GB): {verdict} it "
-                     f"({f['peak_rss_mb'] / 1024:.2f} GB, {epoch_time(f):.0f} s per epoch, {how}).")
+        lines.append(
+            f"Target (500k spots, one epoch, peak RSS <= 8 GB): {verdict} it "
+            f"({f['peak_rss_mb'] / 1024:.2f} GB, {epoch_time(f):.0f} s per epoch, {how})."
+        )
     feat = out["features"]
     if "error" in feat:
         lines += ["", f"Histology features: failed ({feat['error'][:300]})."]
     else:
-        lines += ["", f"Histology features (`senca.im.extract_features(method='stats')`, 2 context sizes): "
-                  f"{feat['n_obs']:,} spots on a {feat['image_shape'][1]}×{feat['image_shape'][0]} px synthetic "
-                  f"H&E-like image ({feat['image_mpx']} Mpx) in {feat['wall_s']:.1f} s = **{feat['spots_per_s']:,.0f} "
-                  f"spots/s**, peak RSS {feat['peak_rss_mb'] / 1024:.2f} GB (simulating the image took "
-                  f"{feat['generate_s']:.0f} s of that process; other load {_others(feat.get('other_cores'))} "
-                  "cores)."]
+        lines += [
+            "",
+            f"Histology features (`senca.im.extract_features(method='stats')`, 2 context sizes): "
+            f"{feat['n_obs']:,} spots on a {feat['image_shape'][1]}×{feat['image_shape'][0]} px synthetic "
+            f"H&E-like image ({feat['image_mpx']} Mpx) in {feat['wall_s']:.1f} s = **{feat['spots_per_s']:,.0f} "
+            f"spots/s**, peak RSS {feat['peak_rss_mb'] / 1024:.2f} GB (simulating the image took "
+            f"{feat['generate_s']:.0f} s of that process; other load {_others(feat.get('other_cores'))} "
+            "cores).",
+        ]
     lines += ["", "Figure: `figures/scaling.png`.", ""]
     return "\n".join(lines)
 

@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import Callback
 
 import senca
 
+
 def _data():
     adata = senca.datasets.synthetic(n_spots=400, n_genes=50, n_histology=12, seed=0)
     senca.model.SENCA.setup_anndata(adata, layer="counts", image_key="X_histology")

@@ -299,7 +299,7 @@ class SENCA(SencaModel):
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
         seed: int | None = 0,
-        n_splits: int = 2,
+        n_splits: int | None = None,
         deterministic: bool = True,
         enable_progress_bar: bool = True,
         plan_kwargs: dict | None = None,
@@ -335,7 +335,7 @@ class SENCA(SencaModel):
             Seeds Python, numpy, torch and Lightning, and the count splits: the same seed gives the same network on
             CPU. ``None`` leaves the generators alone.
         n_splits
-            Count splits averaged by the passes criterion.
+            Count splits averaged by the passes criterion (``None``: two under 50,000 spots, else one).
         deterministic
             Ask Lightning/torch for deterministic algorithms while fine-tuning; torch's global flags are restored
             afterwards.
@@ -367,8 +367,8 @@ class SENCA(SencaModel):
         self.is_trained_, self.history_, self.finetune_ = False, None, None
         data = self._training_inputs()
         losses = passes_criterion(
-            self.module, data["counts"], data["keys"], data["expression"], data["index"],
-            seed=0 if seed is None else int(seed), n_splits=n_splits,
+            self.module, data["counts"], data["keys"], data["index"], seed=0 if seed is None else int(seed),
+            n_splits=n_splits,
         )  # fmt: skip
         chosen = int(np.argmin(losses)) + 1
         self.module.passes.fill_(chosen)
@@ -381,20 +381,17 @@ class SENCA(SencaModel):
 
     @torch.no_grad()
     def _training_inputs(self) -> dict:
-        """The training data as the network reads it: counts, library, tokens, neighbour index and samples."""
+        """The training data as the network reads it: counts, library, H&E tokens, neighbour index and samples."""
         manager = self.adata_manager
         device = self.module.kernel_bandwidth.device
         h = registered_image(manager)
         keys = None if h is None else self.module.image_tokens(torch.as_tensor(h, device=device)).clone()
-        samples = sample_codes(self.adata, self._sample_key)
-        expression = read_expression(manager, self.module).clone()
         return {
             "counts": registered_counts(manager),
             "library": registered_library(manager),
             "keys": keys,
-            "expression": expression,
             "index": registered_index(manager).to(device),
-            "samples": samples,
+            "samples": sample_codes(self.adata, self._sample_key),
         }
 
     def _finetune(self, data, max_epochs, lr, accelerator, devices, seed, deterministic, progress, plan_kwargs, kw):

@@ -20,60 +20,72 @@ from senca.module._senca import SENCAModule
 #: Principal components of the count halves compared by the passes criterion.
 N_CRITERION_PCS = 15
 #: Spots used to fit those components (all of them below this).
-N_CRITERION_FIT = 20_000
+N_CRITERION_FIT = 5_000
+#: Spots whose count splits the criterion averages (one split of a larger section is already this many).
+N_CRITERION_SPOTS = 50_000
 
 
 def split_counts(counts: sp.csr_matrix, rng: np.random.Generator) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """Binomial halves ``(a, counts - a)`` of integer counts: the same expected profile, independent noise."""
-    a = counts.copy()
-    a.data = rng.binomial(np.rint(counts.data).astype(np.int64), 0.5).astype(np.float32)
-    return a, counts - a
+    """Binomial halves ``(a, counts - a)`` of integer counts: the same expected profile, independent noise.
+
+    Both halves share the sparsity structure of ``counts`` (a zero in one half is stored, not dropped).
+    """
+    n = counts.data.astype(np.int64)  # setup checked that these are integer counts
+    a = rng.binomial(n, 0.5)
+    shape, structure = counts.shape, (counts.indices, counts.indptr)
+    half = sp.csr_matrix((a.astype(np.float32), *structure), shape=shape)
+    other = sp.csr_matrix(((n - a).astype(np.float32), *structure), shape=shape)
+    return half, other
 
 
-def _log_normalise(counts: sp.csr_matrix, library: np.ndarray) -> sp.csr_matrix:
-    x = sp.diags((1e4 / np.maximum(library, 1.0)).astype(np.float32)) @ counts
-    x.data = np.log1p(x.data)
-    return x.tocsr()
+def _log_normalise(counts: sp.csr_matrix) -> sp.csr_matrix:
+    """``log1p(1e4 * counts / row sum)`` on the stored values (the halves' own totals are their libraries)."""
+    lib = np.asarray(counts.sum(1), dtype=np.float64).ravel()
+    scale = (1e4 / np.maximum(lib, 1.0)).astype(np.float32)
+    data = np.log1p(counts.data * np.repeat(scale, np.diff(counts.indptr)))
+    return sp.csr_matrix((data, counts.indices, counts.indptr), shape=counts.shape)
 
 
 def passes_criterion(
     module: SENCAModule,
     counts: sp.csr_matrix,
     keys: torch.Tensor | None,
-    expression: torch.Tensor,
     index: torch.Tensor,
     seed: int,
-    n_splits: int = 2,
+    n_splits: int | None = None,
 ) -> np.ndarray:
-    """Held-out loss of ``1 .. max_passes`` attention passes (lower is better), summed over ``n_splits`` splits.
+    """Held-out loss of ``1 .. max_passes`` attention passes (lower is better), summed over count splits.
 
     For each binomial split of the counts into halves A and B (each normalised by its own total), the top
-    ``N_CRITERION_PCS`` principal components of half A are fitted, both halves are projected on them, half A is mixed
-    by the network's first ``p`` attention layers (at their current weights) and compared with half B: the mean
-    squared distance per spot. Too few passes leave half A's noise in; too many average over spots whose expression
-    differs. Neighbourhoods never cross samples, so sections are compared as they are mixed.
+    ``N_CRITERION_PCS`` principal components of half A are fitted (on at most ``N_CRITERION_FIT`` spots), both halves
+    are projected on them, half A is mixed by the network's first ``p`` attention layers at their initial state and
+    compared with half B: the mean squared distance per spot. Too few passes leave half A's noise in; too many average
+    over spots whose expression differs. Neighbourhoods never cross samples, so sections are compared as they are
+    mixed. ``n_splits=None`` averages about ``N_CRITERION_SPOTS`` spot-splits (two splits of a her2st section, one of
+    a section of 50,000 spots or more).
     """
     from sklearn.decomposition import PCA
 
     rng = np.random.default_rng(seed)
-    device = expression.device
-    losses = np.zeros(module.max_passes)
-    with torch.inference_mode():
-        weights = module.attentions(keys, expression, index, module.max_passes)
+    device = index.device
     n = counts.shape[0]
+    losses = np.zeros(module.max_passes)
     n_pcs = int(min(N_CRITERION_PCS, counts.shape[1] - 1, n - 1))
     if n_pcs < 1:
         return losses
+    if n_splits is None:
+        n_splits = int(np.clip(np.ceil(N_CRITERION_SPOTS / max(n, 1)), 1, 2))
+    with torch.inference_mode():  # the initial layers: the expression term is closed, so no tokens are needed
+        weights = module.attentions(keys, torch.zeros((n, 0), device=device), index, module.max_passes, True)
     for _ in range(int(n_splits)):
         a, b = split_counts(counts, rng)
-        xa = _log_normalise(a, np.asarray(a.sum(1)).ravel())
-        xb = _log_normalise(b, np.asarray(b.sum(1)).ravel())
+        xa, xb = _log_normalise(a), _log_normalise(b)
         fit_rows = np.sort(rng.choice(n, N_CRITERION_FIT, replace=False)) if n > N_CRITERION_FIT else slice(None)
         pca = PCA(n_components=n_pcs, svd_solver="arpack", random_state=int(rng.integers(2**31))).fit(xa[fit_rows])
         axes = pca.components_.T.astype(np.float32)
         offset = (np.asarray(pca.mean_).ravel() @ axes).astype(np.float32)
-        za = torch.as_tensor(xa @ axes - offset, device=device)
-        zb = torch.as_tensor(xb @ axes - offset, device=device)
+        za = torch.as_tensor(np.asarray(xa @ axes) - offset, device=device)
+        zb = torch.as_tensor(np.asarray(xb @ axes) - offset, device=device)
         with torch.inference_mode():
             for p, a_p in enumerate(weights):
                 za = module.smooth(za, index, [a_p])
@@ -93,9 +105,11 @@ def half_libraries(counts: sp.csr_matrix, library: np.ndarray | None, half: sp.c
 class CountSplitBatches(torch.utils.data.IterableDataset):
     """Whole-section batches of expression tokens of two count halves, drawn anew at every pass over the data.
 
-    Each item is one section: ``expression`` (half A through the gene head), ``target`` (half B), ``h`` (histology
-    tokens, when there is an image) and ``nbr`` (the section's neighbour index, in its own row numbers): the inputs of
-    :meth:`senca.module.SENCAModule.loss`. A seeded generator makes the sequence of splits reproducible.
+    Each item is one section: ``expression`` (half A through the gene head, mapped onto the cohort's Harmony reference
+    in cohort mode), ``target`` (half B, likewise), ``h`` (histology tokens, when there is an image) and ``nbr`` (the
+    section's neighbour index, in its own row numbers): the inputs of :meth:`senca.module.SENCAModule.loss`. A seeded
+    generator makes the sequence of splits reproducible. Every process of a multi-process (DDP) run sees every
+    section: the gradients agree, but the work is not divided.
     """
 
     def __init__(
@@ -126,7 +140,8 @@ class CountSplitBatches(torch.utils.data.IterableDataset):
         from ._senca_fit import expression_tokens
 
         lib = half_libraries(self.counts[rows], None if self.library is None else self.library[rows], half)
-        return expression_tokens(self.module, half, lib).clone().cpu()
+        # the section's tokens mapped onto the cohort's Harmony reference, as the embedding maps them
+        return self.module.integrate(expression_tokens(self.module, half, lib)).clone().cpu()
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         rng = np.random.default_rng(self.seed) if self.fixed else self.rng
