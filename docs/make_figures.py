@@ -7,7 +7,7 @@
 - ``senca_diagram.png`` and ``spacrd_diagram.png``: the two architectures (matplotlib boxes and arrows; mermaid
   and graphviz are not available offline).
 - ``synthetic_regions.png``: SENCA on a synthetic tissue whose regions are known: the H&E-like image, the true
-  regions and the regions SENCA finds (seconds: the region embedding needs no training).
+  regions and the regions SENCA finds after ``train()`` (seconds: it chooses the number of attention passes).
 - ``landing_her2st.png``: the PNG written by ``senca demo`` (her2st A1: pathologist vs SENCA over the H&E).
 """
 
@@ -65,74 +65,83 @@ def _canvas(width, height):
 
 
 def senca_diagram(path: Path) -> None:
-    """Top: the region embedding (no trained weights) and what reads it. Bottom: the network ``train()`` fits."""
-    fig, ax = _canvas(13.3, 6.6)
-    ax.text(0.2, 6.3, "SENCA", fontsize=13, weight="bold")
+    """Top: the network, whose initial state is the estimator. Bottom: what ``train()`` fits, and how."""
+    fig, ax = _canvas(13.3, 6.9)
+    ax.text(0.2, 6.6, "SENCA", fontsize=13, weight="bold")
     ax.text(
-        2.0,
-        6.3,
-        "region embedding: fitted when the model is created, no training",
+        1.7,
+        6.6,
+        "one network; SENCA(adata) fits its initial state, the parameter-free estimator (no gradient step)",
         fontsize=9.5,
         style="italic",
         va="center",
     )
-    x_in = _box(ax, 1.1, 5.1, 1.8, 0.8, "counts $x_i$\n(G genes)", C_GENE)
-    h_in = _box(ax, 1.1, 3.5, 1.8, 0.8, "H&E features $h_i$\n(D dims)", C_IMG)
-    pca = _box(ax, 3.5, 5.1, 2.2, 0.8, "$p_i$: 50 PCs of\nlog1p(counts / library)", C_GENE, fontsize=8)
-    keys = _box(ax, 3.5, 3.5, 2.2, 0.8, "$k_i$: standardised,\ntop 10 principal axes", C_IMG, fontsize=8)
+    x_in = _box(ax, 1.1, 5.3, 1.8, 0.8, "counts $x_i$\n(G genes)", C_GENE)
+    h_in = _box(ax, 1.1, 3.7, 1.8, 0.8, "H&E features $h_i$\n(D dims)", C_IMG)
+    gene = _box(
+        ax, 3.55, 5.3, 2.5, 0.95, "gene head (frozen linear map)\nPCA axes of log1p(counts / library)\n"
+        "$e_i$: 50 expression tokens", C_GENE, fontsize=7.5,
+    )  # fmt: skip
+    image = _box(
+        ax, 3.55, 3.7, 2.5, 0.95, "image head (frozen linear map)\nstandardisation + top 10 axes\n"
+        "$t_i$: 10 H&E tokens", C_IMG, fontsize=7.5,
+    )  # fmt: skip
     att = _box(
         ax,
-        6.6,
-        4.3,
-        3.1,
-        1.9,
-        "H&E-keyed neighbourhood attention\nover the k nearest spots $N(i)$\n"
-        "$a_{ij} = \\mathrm{softmax}_{j\\neq i}(-\\|k_i - k_j\\|^2 / 2m)$\n"
-        "$p_i \\leftarrow p_i/k + (1 - 1/k)\\sum_j a_{ij}\\, p_j$  (twice)\n"
-        "fixed weights; uniform without an image",
+        7.05,
+        4.5,
+        3.9,
+        2.3,
+        "neighbourhood kernel attention, one layer per pass\n"
+        "queries, keys: H&E tokens; values: $v_i = [e_i, t_i]$\n"
+        "$a_{ij} = \\mathrm{softmax}_{j\\neq i}((q_i \\cdot k_j - \\|k_j\\|^2/2)/\\tau + g_i^T M g_j)$\n"
+        "$q = t + Qt,\\ k = t + Kt$; start: $Q = K = M = 0$, $\\tau = m$\n"
+        "= Gaussian kernel $\\exp(-\\|t_i - t_j\\|^2 / 2m)$\n"
+        "$v_i \\leftarrow v_i/k + (1 - 1/k)\\sum_j a_{ij}\\, v_j$,  $P$ layers\n"
+        "(uniform weights without an image)",
         C_SHARED,
-        fontsize=8,
+        fontsize=7.5,
     )
-    emb = _box(ax, 9.6, 4.9, 1.9, 0.9, "X_senca\nmixed $p$ + mixed $k$\n(weighted blocks)", C_OUT, fontsize=8)
-    disc = _box(ax, 9.6, 3.5, 1.9, 0.8, "discordance\n$\\|p_i - \\sum_j a_{ij} p_j\\|$", C_OUT, fontsize=8)
-    reg = _box(ax, 12.1, 4.9, 1.9, 0.8, "regions\ntl.regions (GMM)", C_OUT, fontsize=8)
-    _arrow(ax, x_in, pca)
-    _arrow(ax, h_in, keys)
-    _arrow(ax, pca, att)
-    _arrow(ax, keys, att)
+    emb = _box(ax, 10.2, 5.2, 1.8, 0.95, "X_senca\nmixed $e$ + mixed $t$\n(weighted blocks)", C_OUT, fontsize=8)
+    disc = _box(ax, 10.2, 3.75, 1.8, 0.85, "discordance\n$\\|e_i - \\sum_j a^1_{ij} e_j\\|$", C_OUT, fontsize=8)
+    reg = _box(ax, 12.35, 5.2, 1.6, 0.8, "regions\ntl.regions (GMM)", C_OUT, fontsize=8)
+    _arrow(ax, x_in, gene)
+    _arrow(ax, h_in, image)
+    _arrow(ax, gene, att)
+    _arrow(ax, image, att)
     _arrow(ax, att, emb)
     _arrow(ax, att, disc)
     _arrow(ax, emb, reg)
 
-    # the trained network: greyed, with no arrow into the outputs above
-    ax.plot([0.2, 13.1], [2.6, 2.6], color="#999999", lw=0.8, ls="--")
+    # what train() fits, below the network it acts on
+    ax.plot([0.2, 13.1], [3.0, 3.0], color="#999999", lw=0.8, ls="--")
     ax.text(
         0.2,
-        2.3,
-        'model.train(): the SENCA-st network; its latent is representation="learned", not used for regions',
+        1.0,
+        "model.train():\nlabel-free count splitting\n(each spot's counts split\nbinomially into halves A, B)",
         fontsize=9.5,
         style="italic",
         va="center",
         color="#444444",
     )
-    heads = _box(ax, 2.2, 1.1, 2.6, 1.0, "gene head, image head\n(MLPs, separate weights)", C_LOSS, fontsize=8)
-    shared = _box(ax, 5.1, 1.1, 2.3, 1.0, "shared encoder $S$\n+ modality embedding", C_LOSS, fontsize=8)
-    lca = _box(
-        ax,
-        8.0,
-        1.1,
-        2.6,
-        1.0,
-        "learned cross-attention\n$c^{g\\leftarrow h}$, $c^{h\\leftarrow g}$, $\\delta$",
-        C_LOSS,
-        fontsize=8,
-    )
-    z = _box(ax, 10.4, 1.1, 1.4, 1.0, "$z_i$", C_LOSS)
-    dec = _box(ax, 12.3, 1.1, 1.5, 1.0, "NB + Gaussian\ndecoders,\nInfoNCE", C_LOSS, fontsize=8)
-    _arrow(ax, heads, shared)
-    _arrow(ax, shared, lca)
-    _arrow(ax, lca, z)
-    _arrow(ax, z, dec)
+    passes = _box(
+        ax, 5.2, 1.0, 3.3, 1.3, "1. number of passes\n(always, seconds): half A mixed\n"
+        "by 1..8 layers vs half B in 15 PCs;\nthe lowest loss sets $P$ (model.selection_)", C_LOSS, fontsize=7.5,
+    )  # fmt: skip
+    tune = _box(
+        ax, 8.75, 1.0, 3.3, 1.3, "2. fine-tuning (train(max_epochs=N) only)\n$Q, K, M, \\tau$ trained so that the\n"
+        "network's mix of A predicts\nthe estimator's mix of B", C_LOSS, fontsize=7.5,
+    )  # fmt: skip
+    keep = _box(
+        ax, 11.95, 1.0, 2.5, 1.3, "kept only if the loss on\nfixed held-out splits\nis lower (model.finetune_);"
+        "\nelse back to step 1", C_LOSS, fontsize=7.5,
+    )  # fmt: skip
+    _arrow(ax, passes, tune)
+    _arrow(ax, tune, keep)
+    _arrow(ax, passes, att, colour="#777777")
+    _arrow(ax, tune, att, colour="#777777")
+    ax.text(5.95, 2.45, "sets $P$", ha="right", fontsize=8, color="#444444")
+    ax.text(8.15, 2.45, "trains $Q, K, M, \\tau$", ha="left", fontsize=8, color="#444444")
     fig.savefig(path, dpi=130, bbox_inches="tight", facecolor="white")
     plt.close(fig)
 
@@ -218,7 +227,8 @@ def landing(path: Path, seed: int = 0) -> None:
         from senca.model import SENCA
 
         SENCA.setup_anndata(adata, layer="counts", image_key="X_histology")
-        model = SENCA(adata)  # the region embedding needs no training
+        model = SENCA(adata)
+        model.train(seed=seed)  # chooses the number of attention passes (seconds)
         adata.obsm["X_senca"] = model.get_latent_representation()
         senca.tl.regions(adata, n_regions=5, use_rep="X_senca", key_added="SENCA", seed=seed)
         ari = senca.metrics.region_scores(adata.obs["truth"], adata.obs["SENCA"])["ari"]

@@ -10,7 +10,7 @@
 # annotated), calls five regions on it, saves the model and the cohort, and then, as a new session would, loads them
 # and assigns regions to a new section of the same tumour, A1, whose pathologist annotation is used only to score
 # the result. It runs in
-# about a minute on a laptop CPU, without training: SENCA's region embedding has no trained weights.
+# about a minute on a laptop CPU: `train()` only chooses the number of attention passes, in seconds.
 
 # %%
 import warnings
@@ -63,13 +63,16 @@ cohort.obs["section"].value_counts()
 # %% [markdown]
 # With `sample_key` and two or more sections, the model corrects the expression components for the section with
 # Harmony before the neighbourhood attention (`integrate=None` switches it on) and keeps Harmony's reference.
-# One region caller on the joint embedding then gives labels that mean the same in every section.
+# `train()` chooses the number of attention passes on all five sections together (neighbourhoods never cross
+# sections). One region caller on the joint embedding then gives labels that mean the same in every section.
 
 # %%
 senca.model.SENCA.setup_anndata(
     cohort, layer="counts", sample_key="section", library_key="library_size"
 )
 model = senca.model.SENCA(cohort)
+model.train(seed=0)
+print(f"{model.selection_['passes']} attention passes")
 cohort.obsm["X_senca"] = model.get_latent_representation()
 senca.tl.regions(cohort, n_regions=5, use_rep="X_senca", sample_key="section", seed=0)
 pd.crosstab(cohort.obs["section"], cohort.obs["senca_region"])
@@ -77,7 +80,8 @@ pd.crosstab(cohort.obs["section"], cohort.obs["senca_region"])
 # %% [markdown]
 # ## Save
 #
-# `model.save` writes the model (weights, the fitted axes and Harmony's reference, the registry with the genes).
+# `model.save` writes the model (the fitted axes, the number of attention passes `train()` chose, Harmony's
+# reference, the registry with the genes).
 # The cohort AnnData carries the regions and the fitted region caller (`uns["senca_region"]`), which
 # {func}`senca.tl.assign_regions` reuses; write it too.
 

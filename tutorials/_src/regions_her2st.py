@@ -5,10 +5,10 @@
 # (Andersson et al., *Nat Commun* 2021) with {class}`senca.model.SENCA`, from the spots' gene expression, their
 # position and the H&E image around them, and compares the regions with the pathologist's annotation.
 #
-# Steps: load section A1 with its H&E image, describe the H&E around every spot with a feature vector, build the
-# SENCA embedding (no training needed), call regions on it, score them against the pathologist (ARI), look at the
-# attention weights that shape the embedding, find marker genes per region with scanpy, train SENCA's network to see
-# what training does and does not change, and map the discordance.
+# Steps: load section A1 with its H&E image, describe the H&E around every spot with a feature vector, create SENCA
+# and let `train()` choose how many attention passes the data support, call regions on the embedding, score them
+# against the pathologist (ARI), look at the attention weights, find marker genes per region with scanpy, map the
+# discordance, and try the optional fine-tuning.
 #
 # Everything runs on a laptop CPU in about a minute. The data are read from `$SENCA_DATA_DIR` when it is set, else
 # downloaded once into a cache.
@@ -87,9 +87,11 @@ adata.obsm["X_histology"].shape
 # ## Set up SENCA
 #
 # `setup_anndata` registers the counts, the histology features and the coordinates, and builds each spot's
-# neighbourhood (its nearest spots, itself included). Creating the model fits, without any training, what its
-# region embedding needs: the principal axes of the log-normalised counts, the principal axes of the histology
-# features and the bandwidth of the attention kernel.
+# neighbourhood (its nearest spots, itself included). Creating the model fits, without any gradient step, the
+# network's initial state: the principal axes of the log-normalised counts (its gene head), the principal axes of
+# the histology features (its image head) and the bandwidth of its attention kernel. In that state the network *is*
+# a parameter-free estimator: each spot's expression mixed twice with its neighbours', weighted by a Gaussian kernel
+# on how alike they look in H&E. It is usable as it is.
 
 # %%
 senca.model.SENCA.setup_anndata(
@@ -100,14 +102,47 @@ senca.model.SENCA.setup_anndata(
     library_key="library_size",
 )
 model = senca.model.SENCA(adata)
+model
+
+# %% [markdown]
+# ## Train: how many attention passes?
+#
+# Each attention pass mixes a spot with its neighbours once more: too few passes leave measurement noise in, too
+# many blur regions together. `model.train()` chooses the number from the data, without labels: it splits every
+# spot's counts at random into two halves with independent noise, mixes one half with 1 to 8 passes and keeps the
+# number whose result best predicts the other half. `model.selection_` holds the choice and the loss curve.
+
+# %%
+t0 = time.perf_counter()
+model.train(seed=0)
+print(
+    f"train() chose {model.selection_['passes']} attention passes",
+    f"in {time.perf_counter() - t0:.1f} s",
+)
+fig, ax = plt.subplots(figsize=(4, 3))
+passes = np.arange(1, len(model.selection_["loss"]) + 1)
+ax.plot(passes, model.selection_["loss"], marker="o")
+ax.set_xlabel("attention passes")
+ax.set_ylabel("held-out loss (count splits)")
+plt.show()
+
+# %% [markdown]
+# The trained network is what every output uses from now on (`representation="network"`, the default). Its initial
+# state, the estimator, stays available as `representation="estimator"`: on this section, at full depth, both make
+# the same number of passes, so the embeddings agree.
+
+# %%
+np.abs(
+    model.get_latent_representation()
+    - model.get_latent_representation(representation="estimator")
+).max()
 
 # %% [markdown]
 # ## Regions
 #
 # The embedding, `model.get_latent_representation()`, mixes each spot's expression (50 principal components) with
 # its neighbours', weighted by how alike they look in H&E, and appends the histology features mixed the same way.
-# Its weights come from a fixed kernel, so the model does not need training for it (the last section trains it and
-# checks that nothing changes). The embedding goes to
+# The embedding goes to
 # `obsm["X_senca"]`; {func}`senca.tl.regions` clusters it with a Gaussian mixture (one shared
 # covariance, like mclust's EEE model) and smooths the labels over each spot's neighbourhood. We ask for as many
 # regions as the pathologist annotated (leaving out "undetermined"). {func}`senca.pl.regions` draws them over the
@@ -161,14 +196,14 @@ scores
 # %% [markdown]
 # ## The attention that shapes the embedding
 #
-# Each spot mixes in its neighbours with weights set by how alike they look in H&E. `get_attention(direction=
-# "embedding")` returns those weights, one row per spot and one column per neighbour (column 0 is the spot itself,
-# with weight 1/k). {func}`senca.pl.attention` colours every spot by how evenly it spreads its weight (normalised
+# Each spot mixes in its neighbours with weights set by how alike they look in H&E. `get_attention()` returns the
+# weights of the first attention layer, one row per spot and one column per neighbour (column 0 is the spot itself,
+# which keeps 1/k). {func}`senca.pl.attention` colours every spot by how evenly it spreads its weight (normalised
 # entropy: 1 = evenly over its neighbours) and draws a segment to every neighbour it weights more than uniformly:
 # low values mark spots at a boundary visible on the H&E.
 
 # %%
-adata.obsm["senca_attention"] = model.get_attention(direction="embedding")
+adata.obsm["senca_attention"] = model.get_attention()
 fig = senca.pl.attention(adata, "senca_attention", stat="entropy", figsize=(6, 6))
 plt.show()
 
@@ -190,60 +225,6 @@ pd.DataFrame(lognorm.uns["rank_genes_groups"]["names"]).head(
 
 # %%
 sc.pl.rank_genes_groups_dotplot(lognorm, n_genes=4, dendrogram=False, show=False)
-plt.show()
-
-# %% [markdown]
-# ## What training changes
-#
-# `model.train()` fits SENCA's network (modality heads, a shared encoder, learned cross-attention, reconstruction of
-# both modalities). Its latent is `get_latent_representation(representation="learned")`. The region embedding, and
-# so the regions and the discordance map, stay exactly as they were: every learned embedding tried on her2st
-# clustered worse than the kernel attention (see the *Models* page of the documentation).
-
-# %%
-before = adata.obsm["X_senca"].copy()
-t0 = time.perf_counter()
-model.train(seed=0, enable_progress_bar=False)
-print(
-    f"trained {len(model.history['elbo_train'])} epochs",
-    f"in {time.perf_counter() - t0:.0f} s",
-)
-print(
-    "region embedding unchanged by training:",
-    np.array_equal(before, model.get_latent_representation()),
-)
-
-# %%
-adata.obsm["X_senca_learned"] = model.get_latent_representation(
-    representation="learned"
-)
-senca.tl.regions(
-    adata,
-    n_regions=n_regions,
-    use_rep="X_senca_learned",
-    key_added="learned_region",
-    seed=0,
-)
-learned = senca.metrics.region_scores(
-    adata.obs["pathologist"], adata.obs["learned_region"]
-)
-print(
-    f"ARI of regions on the learned latent: {learned['ari']:.3f}",
-    f"(on the default embedding: {scores['ari']:.3f})",
-)
-
-# %% [markdown]
-# {func}`senca.pl.history` draws the training curves, training and validation together. We leave out the per-step
-# values and the terms that stay at zero (scvi-tools' training plan logs KL terms, which SENCA's deterministic
-# encoder does not have).
-
-# %%
-keys = [
-    k
-    for k, v in model.history.items()
-    if not k.endswith("_step") and np.nanmax(np.abs(v.to_numpy())) > 0
-]
-fig = senca.pl.history(model, keys=keys)
 plt.show()
 
 # %% [markdown]
@@ -271,6 +252,51 @@ plt.show()
 adata.obs.groupby("pathologist", observed=True)[
     "senca_discordance"
 ].median().sort_values()
+
+# %% [markdown]
+# ## Optional: fine-tuning
+#
+# `train(max_epochs=N)` goes one step further: after choosing the passes, it fine-tunes the attention (learnable
+# query/key maps on the H&E tokens, an expression-similarity term and the kernel's temperature, all starting where
+# they leave the estimator unchanged) with Lightning, so that the network's mix of one count half predicts the
+# estimator's mix of the other. It keeps the result only if that loss, on count splits held out from the
+# fine-tuning, is lower than before; otherwise the network returns to its state after choosing the passes.
+# `model.finetune_` says what happened. It is off by default: whether it improves the regions by more than the
+# noise between seeds is measured over several seeds and sections by `python -m benchmarks.senca_train` (see the
+# *Benchmarks* page of the documentation); one run on one section, as here, cannot tell.
+
+# %%
+t0 = time.perf_counter()
+model.train(seed=0, max_epochs=20, enable_progress_bar=False)
+print(f"trained in {time.perf_counter() - t0:.1f} s;", model.finetune_)
+
+# %%
+adata.obsm["X_senca_tuned"] = model.get_latent_representation()
+senca.tl.regions(
+    adata,
+    n_regions=n_regions,
+    use_rep="X_senca_tuned",
+    key_added="tuned_region",
+    seed=0,
+)
+tuned = senca.metrics.region_scores(adata.obs["pathologist"], adata.obs["tuned_region"])
+print(
+    f"ARI after fine-tuning: {tuned['ari']:.3f}",
+    f"(before: {scores['ari']:.3f})",
+)
+
+# %% [markdown]
+# {func}`senca.pl.history` draws the fine-tuning's loss curves, training and validation together. We leave out the
+# terms that stay at zero (scvi-tools' training plan logs KL terms, which SENCA does not have).
+
+# %%
+keys = [
+    k
+    for k, v in model.history.items()
+    if not k.endswith("_step") and np.nanmax(np.abs(v.to_numpy())) > 0
+]
+fig = senca.pl.history(model, keys=keys)
+plt.show()
 
 # %%
 print(f"notebook ran in {time.perf_counter() - t_start:.0f} s")

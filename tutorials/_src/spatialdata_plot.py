@@ -70,10 +70,11 @@ table = sdata.tables["table"]
 table.obsm["X_histology"].shape
 
 # %% [markdown]
-# The region embedding needs no training. Results go into the table.
+# `train()` chooses the number of attention passes (seconds). Results go into the table.
 
 # %%
 model = senca.model.SENCA(sdata)
+model.train(seed=0)
 table.obsm["X_senca"] = model.get_latent_representation()
 senca.tl.regions(table, n_regions=5, use_rep="X_senca", seed=0)
 table.obs["senca_discordance"] = model.get_discordance()

@@ -199,15 +199,16 @@ adata
 # across them: with two or more sections SENCA corrects the expression for the section (Harmony) before the
 # attention, and keeps that correction, so a section added later is embedded by
 # `model.get_latent_representation(new)` and given the same regions by `senca.tl.assign_regions(new, adata)`
-# (the tutorial *Apply a saved model to a new section* does that on her2st). The region embedding needs no
-# training, so the model is used as created. A SpatialData table works the
-# same way: see the tutorial *SpatialData in, spatialdata-plot out*.
+# (the tutorial *Apply a saved model to a new section* does that on her2st). `train()` chooses the number of
+# attention passes from both sections (seconds). A SpatialData table works the same way: see the tutorial
+# *SpatialData in, spatialdata-plot out*.
 
 # %%
 senca.model.SENCA.setup_anndata(
     adata, layer="counts", image_key="X_histology", sample_key="section"
 )
 model = senca.model.SENCA(adata)
+model.train(seed=0)
 adata.obsm["X_senca"] = model.get_latent_representation()
 senca.tl.regions(adata, n_regions=4, use_rep="X_senca", sample_key="section", seed=0)
 pd.crosstab(adata.obs["section"], adata.obs["senca_region"])

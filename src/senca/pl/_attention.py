@@ -77,6 +77,11 @@ def attention(
     each spot to every neighbour it attends to more than uniformly (weight ``> 1/k``), its width and
     opacity growing with the excess over uniform, so near-uniform attention stays faint.
 
+    For :meth:`senca.model.SENCA.get_attention` (the first attention layer) the spot keeps ``1/k``
+    in column 0 and its neighbours share the rest (before fine-tuning, by how alike they look in
+    H&E), so ``"self"`` is the same for every spot; ``"entropy"`` and ``"max"`` show where the
+    weights are uneven.
+
     Parameters
     ----------
     adata

@@ -14,9 +14,10 @@ def discordance(adata: AnnData, model, key_added: str = "senca_discordance", ove
     The discordance of spot ``i`` is ``|delta_i|``, the distance between its expression (principal components of
     the log-normalised counts) and the mean expression of its neighbours weighted by how alike they look in H&E
     (see :meth:`senca.model.SENCA.get_discordance`): it is large where neighbours are "structurally similar but
-    functionally different". Its weights are not trained, so it does not change with ``model.train()`` and an
-    untrained model gives the same score. The score itself is computed by ``model.get_discordance(adata)``;
-    this function checks and stores it.
+    functionally different". The weights are those of the network's first attention layer: an untrained model gives
+    the estimator's (a Gaussian kernel on the H&E tokens), and ``model.train()`` changes them only when it fine-tunes
+    (``max_epochs``; the number of passes it chooses does not enter). The score itself is computed by
+    ``model.get_discordance(adata)``; this function checks and stores it.
 
     Parameters
     ----------
