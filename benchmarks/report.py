@@ -140,18 +140,18 @@ def regions_markdown(agg: dict, quick: bool = False) -> str:
         "",
     ]
     lines += [
-        "What the SENCA rows measure. SENCA's regions are called on its default embedding "
-        "(`get_latent_representation()`), which has no trained weights: the 50 principal components of the "
-        "log-normalised counts (normalised by each spot's whole library), mixed twice with those of the 6 nearest "
-        "spots with weights set by how alike the spots look in H&E, next to the histology features mixed the same way "
-        "(`docs/concepts.md`). **Without an image the weights are uniform, so *SENCA (expression + space)* is a "
+        "What the SENCA rows measure. SENCA's regions are called on its default embedding after `model.train()` "
+        "(`get_latent_representation()`): the 50 principal components of the log-normalised counts (normalised by "
+        "each spot's whole library), mixed with those of the 6 nearest spots by the network's attention layers, "
+        "with weights set by how alike the spots look in H&E, next to the histology features mixed the same way "
+        "(`docs/concepts.md`). `train()` chooses the number of attention passes by count splitting; on A1-D1 at full "
+        "depth it chooses the estimator's two, so these rows are also the untrained network's (*What SENCA's "
+        "train() changes*, below). **Without an image the weights are uniform, so *SENCA (expression + space)* is a "
         "spatially smoothed PCA**; it differs from the smoothed-PCA baseline rows only in those details (50 PCs "
-        "rather than 15, whole-library normalisation, the spot's own weight 1/7 per pass). The benchmark also runs "
-        "`model.train()` with its defaults, so its time includes a training that changes neither the embedding nor "
-        "the regions: from counts to regions without it, A1 takes about 5 s (*One her2st section end to end*, below). "
-        "With the H&E colour and texture statistics A1 rises from 0.396 to 0.525, and features shuffled across spots "
-        "give 0.34–0.41 (*Does the H&E earn its place?*, below): on her2st the histology adds a little over the "
-        "expression, on A1, the one labelled section with a public image.",
+        "rather than 15, whole-library normalisation, the spot's own weight 1/6 per pass). With the H&E colour and "
+        "texture statistics A1 rises from 0.396 to 0.525, and features shuffled across spots give 0.34–0.41 (*Does "
+        "the H&E earn its place?*, below): on her2st the histology adds a little over the expression, on A1, the one "
+        "labelled section with a public image.",
         "",
     ]
 
@@ -163,8 +163,8 @@ def regions_markdown(agg: dict, quick: bool = False) -> str:
         if not e["sections"]:
             continue
         txt = f"- **{e['label']}**: " + "; ".join(sorted({_note(v) for v in e["sections"].values() if _note(v)}))
-        if m.startswith("senca"):  # not the epochs of a training that the region embedding does not depend on
-            txt = f"- **{e['label']}**: defaults (regions on the untrained default embedding; `train()` run as well)"
+        if m.startswith("senca"):
+            txt = f"- **{e['label']}**: defaults (`train()` chooses the attention passes; regions on its embedding)"
             commits = sorted({c for v in e["sections"].values() for c in v.get("senca_git", [])})
             txt += f" (senca source: {', '.join(commits)})"
         notes.append(txt)

@@ -76,17 +76,15 @@ def test_pages_quote_one_demo_ari():
 def test_quoted_ari_is_what_the_demo_prints(senca_data_dir, tmp_path):
     """The ARI under the landing figure (README.md, docs/index.md) is the one `senca demo` prints today.
 
-    Two epochs instead of the default schedule: the region embedding does not depend on training, so the demo's
-    ARI must not either (if this fails after a change to SENCA, rerun `python docs/make_figures.py her2st` and
-    update the two captions).
+    The demo's defaults, as a user runs it (if this fails after a change to SENCA, rerun
+    `python docs/make_figures.py her2st` and update the two captions).
     """
     from typer.testing import CliRunner
 
     from senca.cli import app
 
     result = CliRunner().invoke(
-        app, ["demo", "--out", str(tmp_path), "--data-dir", str(senca_data_dir), "--max-epochs", "2",
-              "--accelerator", "cpu"],
+        app, ["demo", "--out", str(tmp_path), "--data-dir", str(senca_data_dir), "--accelerator", "cpu"],
         catch_exceptions=False,
     )  # fmt: skip
     assert result.exit_code == 0, result.output

@@ -165,16 +165,22 @@ def table_of(data, cls=None, table_key: str | None = None):
 
 @contextmanager
 def quiet_scvi() -> Iterator[None]:
-    """Silence scvi-tools' INFO chatter (e.g. "Generating sequential column names") inside the block."""
+    """Silence scvi-tools' and Lightning's INFO chatter inside the block.
+
+    scvi-tools' "Generating sequential column names", Lightning's "Seed set to", "GPU available", "TPU available"
+    and its logger tips say nothing about senca's data or results; warnings and errors still come through.
+    """
     import logging
 
-    scvi_logger = logging.getLogger("scvi")
-    level = scvi_logger.level
-    scvi_logger.setLevel(logging.WARNING)
+    loggers = [logging.getLogger(name) for name in ("scvi", "lightning", "lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
     try:
         yield
     finally:
-        scvi_logger.setLevel(level)
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 #: Lightning's messages during senca's training that do not apply to it: in-memory minibatches need no loader

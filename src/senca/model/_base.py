@@ -50,8 +50,9 @@ class SencaModel(UnsupervisedTrainingMixin, BaseModelClass):
         """
         import scvi
 
-        set_seed(seed)
-        scvi.settings.seed = int(seed)
+        with quiet_scvi():
+            set_seed(seed)
+            scvi.settings.seed = int(seed)
         if rebuild:
             self._build_module()
 
@@ -68,7 +69,7 @@ class SencaModel(UnsupervisedTrainingMixin, BaseModelClass):
     @contextmanager
     def _quiet_training(self) -> Iterator[None]:
         """Lightning's advice that does not apply here silenced; torch's global determinism flags restored after."""
-        with warnings.catch_warnings(), restore_torch_flags():
+        with warnings.catch_warnings(), restore_torch_flags(), quiet_scvi():
             for message in TRAINING_NOISE:
                 warnings.filterwarnings("ignore", message=message)
             yield

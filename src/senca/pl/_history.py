@@ -92,7 +92,10 @@ def history(
             raise TypeError(f"Expected a model with .history or a dict of training curves, got {type(hist).__name__}.")
         hist = hist.history
         if hist is None or not isinstance(hist, Mapping):
-            raise ValueError("The model has no training history; train it first (model.train()).")
+            raise ValueError(
+                "The model has no training history: train it first (model.train()); SENCA records loss curves only "
+                "when it fine-tunes (model.train(max_epochs=N))."
+            )
     if len(hist) == 0:
         raise ValueError("The history is empty; train the model first.")
     if keys is None:
