@@ -12,6 +12,10 @@ Conditions (each: every seed; ``n_regions`` = pathologist classes except "undete
   thinning, one draw per seed; genes chosen on the full-depth section, whole library of the thinned counts);
 - ``A1 + H&E`` and ``A1 + shuffled H&E``: A1 with its colour/texture statistics, and with the same features permuted
   across spots (one permutation per seed): does training use the image, and does it resist a meaningless one?
+- with ``--cohort``: ``cohort (36 sections)``, one model in cohort mode over all 36 her2st sections and one
+  ``tl.regions(n_regions=6, sample_key="section")`` caller, pooled ARI on A1-D1 (one vocabulary); and ``new section``,
+  for each of A1-D1 a cohort model fitted on the *other patients'* sections only, the section embedded afterwards
+  (``get_latent_representation(new)``) and its regions called on it alone.
 
 A gain counts when the mean over seeds of the paired difference (trained - estimator, on the 4-section mean) exceeds
 two standard errors. Writes ``benchmarks/results/senca_train.{json,md}``.
@@ -25,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from benchmarks._common import RESULTS, dump_json, machine, now, senca_git, single_thread, versions
+from benchmarks._common import RESULTS, dump_json, load_her2st, machine, now, senca_git, single_thread, versions
 
 SECTIONS = ["A1", "B1", "C1", "D1"]
 
@@ -123,6 +127,91 @@ def run(seeds: list[int], epochs: int, conditions: dict) -> dict:
     return out
 
 
+def _cohort_sections(exclude_patient: str | None = None):
+    import senca
+
+    names = senca.datasets.her2st_sections("all", local_only=True)
+    adatas = {}
+    for s in names:
+        if exclude_patient and s.startswith(exclude_patient):
+            continue
+        a = load_her2st(s)
+        a.obs["pathologist"] = a.obs["pathologist"].astype(str) if "pathologist" in a.obs else "NA"
+        adatas[s] = a
+    cohort = senca.pp.concat_sections(adatas)
+    cohort = cohort[np.asarray(cohort.layers["counts"].sum(1)).ravel() > 0].copy()
+    return senca.pp.select_genes(cohort, n_top_genes=3000, sample_key="section")
+
+
+def _aligned(section, genes):
+    """The section on exactly ``genes`` (a gene it lacks counts zero), its whole library in ``obs["library_size"]``."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    counts = sp.csr_matrix(section.layers["counts"])
+    pos = section.var_names.get_indexer(genes)
+    kept = sp.csr_matrix(counts[:, np.where(pos >= 0, pos, 0)].multiply((pos >= 0)[None, :]))
+    out = ad.AnnData(kept, obs=section.obs.copy(), obsm={"spatial": np.asarray(section.obsm["spatial"])})
+    out.var_names = list(genes)
+    out.layers["counts"] = kept.copy()
+    out.obs["library_size"] = np.asarray(counts.sum(1)).ravel()
+    return out
+
+
+def _fit_cohort(cohort):
+    import senca
+
+    senca.model.SENCA.setup_anndata(
+        cohort, layer="counts", sample_key="section", library_key="library_size", overwrite=True
+    )
+    return senca.model.SENCA(cohort)
+
+
+def run_cohort(seeds: list[int], epochs: int) -> dict:
+    """(c) one vocabulary over the 36-section cohort; (b) a section embedded by a model of the other patients."""
+    import senca
+
+    single_thread()
+    out: dict = {"cohort (36 sections)": {"A1-D1 pooled": []}, "new section": {s: [] for s in SECTIONS}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cohort = _cohort_sections()
+        labelled = cohort.obs["section"].isin(SECTIONS).to_numpy()
+        truth = cohort.obs["pathologist"].to_numpy()
+        model = _fit_cohort(cohort)
+        for seed in seeds:
+            row = {}
+            for key, fit in (("estimator", None), ("train", {}), ("finetune", {"max_epochs": epochs})):
+                if fit is not None:
+                    model.train(seed=seed, enable_progress_bar=False, **fit)
+                cohort.obsm["X_bench"] = model.get_latent_representation()
+                senca.tl.regions(cohort, n_regions=6, use_rep="X_bench", sample_key="section", seed=seed,
+                                 overwrite=True)  # fmt: skip
+                pred = cohort.obs["senca_region"].to_numpy()
+                row[key] = float(senca.metrics.region_scores(truth[labelled], pred[labelled])["ari"])
+            row.update(passes=model.selection_["passes"], kept=bool(model.finetune_["kept"]), train_s=0.0,
+                       finetune_s=0.0, median_umis=float(np.median(cohort.obs["library_size"])))  # fmt: skip
+            out["cohort (36 sections)"]["A1-D1 pooled"].append(row)
+            print("cohort", seed, row, flush=True)
+        for name in SECTIONS:
+            rest = _cohort_sections(exclude_patient=name[0])
+            new = _aligned(load_her2st(name), rest.var_names)
+            truth_new = new.obs["pathologist"].astype(str)
+            n_regions = int(truth_new[~truth_new.isin(["undetermined", "nan"])].nunique())
+            model = _fit_cohort(rest)
+            for seed in seeds:
+                row = {}
+                for key, fit in (("estimator", None), ("train", {}), ("finetune", {"max_epochs": epochs})):
+                    if fit is not None:
+                        model.train(seed=seed, enable_progress_bar=False, **fit)
+                    row[key] = _ari(new, model.get_latent_representation(new), n_regions, seed)
+                row.update(passes=model.selection_["passes"], kept=bool(model.finetune_["kept"]), train_s=0.0,
+                           finetune_s=0.0, median_umis=float(np.median(new.obs["library_size"])))  # fmt: skip
+                out["new section"][name].append(row)
+                print("new section", name, seed, row, flush=True)
+    return out
+
+
 def _paired(rows: dict, key: str) -> tuple[float, float, float]:
     """Per seed: the mean over sections of (key - estimator); returns mean, standard error, and the key's mean."""
     n_seeds = len(next(iter(rows.values())))
@@ -170,6 +259,8 @@ def report(res: dict) -> str:
     lines += ["", "Per section (mean ARI over seeds: estimator / train() / + fine-tuning):", ""]
     lines += ["| condition | " + " | ".join(SECTIONS) + " |", "|---|" + "---|" * len(SECTIONS)]
     for cond, rows in res["runs"].items():
+        if not set(rows) & set(SECTIONS):
+            continue
         cells = []
         for s in SECTIONS:
             if s not in rows:
@@ -193,6 +284,7 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--quick", action="store_true", help="A1 at full depth, two seeds, three epochs (CI smoke test)")
+    p.add_argument("--cohort", action="store_true", help="also the cohort conditions (36 sections; about an hour)")
     args = p.parse_args(argv)
     conditions = {"full depth": (["A1"], 1.0, None)} if args.quick else CONDITIONS
     seeds = list(range(2 if args.quick else args.seeds))
@@ -200,7 +292,7 @@ def main(argv=None) -> None:
     res = {
         "seeds": seeds,
         "epochs": epochs,
-        "runs": run(seeds, epochs, conditions),
+        "runs": {**run(seeds, epochs, conditions), **(run_cohort(seeds, epochs) if args.cohort else {})},
         "when": now(),
         "senca": senca_git(),
         "machine": machine(),
