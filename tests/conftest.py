@@ -23,6 +23,21 @@ matplotlib.use("Agg")
 warnings.filterwarnings("ignore", category=SyntaxWarning)
 
 
+def pytest_report_header(config) -> str:
+    """The stack under test, first in the log (CI runs scvi-tools 1.4 on Python 3.11, .ci/compat 1.5 on 3.12)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ("scvi-tools", "torch", "lightning", "anndata", "scanpy", "numpy", "numba")
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name} missing")
+    return f"senca stack: Python {platform.python_version()}, " + ", ".join(found)
+
+
 @pytest.fixture(scope="session")
 def senca_data_dir() -> Path:
     """Root of the real data (``$SENCA_DATA_DIR``); skips the test when it is not set."""
