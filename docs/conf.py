@@ -1,8 +1,9 @@
 """Sphinx configuration of the senca documentation (scverse style: MyST + myst-nb, book theme).
 
 The build is offline and fast: notebooks are rendered from their stored outputs (never executed), MathJax is served
-from ``_static/mathjax`` (no CDN), intersphinx falls back to the small inventories in ``_intersphinx/`` when the
-projects' own cannot be fetched, and the command-line reference is generated from ``senca.cli`` at build time.
+from the built site (the ``sphinx-mathjax-offline`` package of the ``doc`` extra: no CDN), intersphinx falls back to
+the small inventories in ``_intersphinx/`` when the projects' own cannot be fetched, and the command-line reference is
+generated from ``senca.cli`` at build time.
 Build it with ``docs/build.sh`` (``sphinx-build -W -b html docs docs/_build/html``).
 """
 
@@ -42,6 +43,7 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
     "sphinx_autodoc_typehints",
@@ -57,9 +59,8 @@ default_role = "literal"
 pygments_style = "default"
 nitpicky = False  # a name no inventory knows stays plain text instead of a warning
 
-# -- maths: MathJax from _static (docs/vendor_mathjax.sh), so offline readers see rendered maths, not raw TeX --------
-
-mathjax_path = "mathjax/tex-chtml.js"
+# -- maths: sphinx-mathjax-offline (in the extensions above) copies MathJax 3 into _static/mathjax of the built site
+# and points mathjax_path there, so offline readers see rendered maths, not raw TeX, and no CDN is contacted.
 
 # -- intersphinx: links to the scverse docs. Each project's own inventory is tried first; when it cannot be fetched
 # (an offline build) the small inventory in _intersphinx/ (docs/_intersphinx/make_inventories.py: the names these docs
@@ -264,6 +265,7 @@ _setup_prose_returns()
 # -- constants: autodata of a name re-exported by a package (``senca.data.NEIGHBOR_SUFFIX``) finds no attribute
 # docstring in the package's ``__init__`` and falls back to the docstring of the value's type (``str``, ``tuple``).
 # Take the docstring written under the assignment in the submodule that defines it instead.
+
 
 def _constant_docstring(app, what, name, obj, options, lines: list[str]) -> None:
     if what != "data":

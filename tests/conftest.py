@@ -1,4 +1,4 @@
-"""Shared fixtures: real data from $SENCA_DATA_DIR (tests skip cleanly without it) and quiet, single-threaded torch."""
+"""Shared fixtures: real data from $SENCA_DATA_DIR (tests skip cleanly without it), one torch and one numba thread."""
 
 from __future__ import annotations
 
@@ -7,8 +7,13 @@ import warnings
 from pathlib import Path
 
 # `pytest -n 2` runs two workers on two cores: each must stay on one thread, or OpenMP's spinning threads fight over the
-# cores and the suite runs 10-30x slower. Set before numpy/torch load their thread pools.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+# cores and the suite runs 10-30x slower. Set before the workers start and before torch loads its thread pool.
+# numba is capped at run time instead (fixture below), never through NUMBA_NUM_THREADS: numba reads that variable when
+# it is imported and again at every compilation, and raises once its threads run if the two readings differ. A pytest
+# plugin (fast-array-utils', a scanpy dependency) imports numba before this file, so a value set here reached numba
+# only at its next compilation, after scanpy had started the threads: `python -m pytest` failed with "Cannot set
+# NUMBA_NUM_THREADS to a different value once the threads have been launched".
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import matplotlib  # noqa: E402  (after the thread caps above)
@@ -16,6 +21,21 @@ import pytest  # noqa: E402
 
 matplotlib.use("Agg")
 warnings.filterwarnings("ignore", category=SyntaxWarning)
+
+
+def pytest_report_header(config) -> str:
+    """The stack under test, first in the log (CI runs scvi-tools 1.4 on Python 3.11, .ci/compat 1.5 on 3.12)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ("scvi-tools", "torch", "lightning", "anndata", "scanpy", "numpy", "numba")
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name} missing")
+    return f"senca stack: Python {platform.python_version()}, " + ", ".join(found)
 
 
 @pytest.fixture(scope="session")
@@ -31,11 +51,11 @@ def senca_data_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _single_thread_torch():
-    """One torch thread for every test: a library that raises torch's thread count (seen in the full suite after the
-    demo ran) must not slow every later test on that worker."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        return
+def _single_thread():
+    """One torch and one numba thread for every test: a library that raises a thread count (seen in the full suite after
+    the demo ran) must not slow every later test on that worker."""
+    import numba
+    import torch
+
     torch.set_num_threads(1)
+    numba.set_num_threads(1)  # this thread's share of numba's pool; the pool itself is left as numba started it

@@ -41,7 +41,9 @@ def test_committed_notebook_matches_its_source(src):
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count for c in code), f"{path.name} is not fully executed"
     assert not [o for c in code for o in c.outputs if o.output_type == "error"], f"{path.name} stores an error"
-    assert path.stat().st_size < run.MAX_BYTES, f"{path.name} is over {run.MAX_BYTES / 1e6:g} MB: smaller figures"
+    assert path.stat().st_size < run.MAX_BYTES, (
+        f"{path.name} is over {run.MAX_BYTES / 1e6:g} MB: run `python tutorials/run.py --compact {src.stem}`"
+    )
 
 
 @pytest.mark.slow

@@ -1,9 +1,10 @@
 """Every use of scvi-tools' private API in senca, in one place.
 
-scvi-tools (tested: 1.4.x, pinned in ``pyproject.toml``) has no public way to do these few things; when an upgrade
-breaks one, this file is the only one to change. Everything else in senca uses scvi-tools' public API (and the
-documented extension points of ``BaseModelClass``: ``_get_most_recent_anndata_manager``,
-``_register_manager_for_instance``, ``_validate_anndata``).
+scvi-tools (1.4.x and 1.5.x, pinned in ``pyproject.toml``) has no public way to do these few things; when an upgrade
+breaks one, this file is the only one to change. ``tests/test_scvi_private.py`` checks each against the installed
+scvi-tools: 1.4.x on Python 3.11 (CI, ``.ci/run``) and 1.5.x on Python 3.12 (``.ci/compat``). Everything else in
+senca uses scvi-tools' public API (and the documented extension points of ``BaseModelClass``:
+``_get_most_recent_anndata_manager``, ``_register_manager_for_instance``, ``_validate_anndata``).
 """
 
 from __future__ import annotations

@@ -35,6 +35,11 @@ def set_seed(seed: int | None) -> None:
         pass
 
 
+def layer_names(adata) -> list[str]:
+    """The names of ``adata.layers``, for messages (anndata 0.13 also lists ``X`` there, under the key ``None``)."""
+    return [key for key in adata.layers if key is not None]
+
+
 def sample_groups(adata, sample_key: str | None) -> np.ndarray | None:
     """Each spot's sample as a string array (``None`` without a ``sample_key``); a clear error if the column is missing.
 

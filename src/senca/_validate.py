@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from senca._utils import sample_groups
+from senca._utils import layer_names, sample_groups
 
 __all__ = [
     "check_counts",
@@ -260,7 +260,7 @@ def check_setup(
     KeyError: "adata.layers['raw'] not found (layers: ['counts']); pass layer=None for X."
     """
     if layer is not None and layer not in adata.layers:
-        raise KeyError(f"adata.layers[{layer!r}] not found (layers: {list(adata.layers)}); pass layer=None for X.")
+        raise KeyError(f"adata.layers[{layer!r}] not found (layers: {layer_names(adata)}); pass layer=None for X.")
     if spatial_key not in adata.obsm:
         raise KeyError(
             f"adata.obsm[{spatial_key!r}] (spot coordinates) not found (available: {sorted(adata.obsm)}); "

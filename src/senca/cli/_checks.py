@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from senca._utils import layer_names
+
 from ._io import CLIError
 
 _ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
@@ -29,7 +31,7 @@ def resolve_layer(adata: Any, layer: str | None) -> str | None:
     if layer is None:
         return "counts" if "counts" in adata.layers else None
     if layer not in adata.layers:
-        raise CLIError(f"layer {layer!r} not found (layers: {sorted(adata.layers.keys())}); pass --layer")
+        raise CLIError(f"layer {layer!r} not found (layers: {sorted(layer_names(adata))}); pass --layer")
     return layer
 
 
