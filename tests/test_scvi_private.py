@@ -19,7 +19,7 @@ from senca import _scvi_private as private
 from senca.data import REGISTRY_KEYS
 from senca.model import SENCA
 
-SMALL = {"n_hidden": 16, "n_latent": 8}
+SMALL = {"n_latent": 8}
 
 
 def _data(seed: int):
