@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
@@ -133,3 +135,57 @@ def test_senca_library_key_changes_normalisation():
     adata.obs["bad"] = 0.0
     with pytest.raises(ValueError, match="positive"):
         senca.model.SENCA.setup_anndata(adata, layer="counts", library_key="bad")
+
+
+def _thinned(adata, fraction: float, seed: int = 0):
+    """``adata`` with every count kept with probability ``fraction`` (binomial thinning), empty spots dropped."""
+    x = adata.layers["counts"].tocsr().copy()
+    x.data = np.random.default_rng(seed).binomial(x.data.astype(np.int64), fraction).astype(np.float32)
+    x.eliminate_zeros()
+    out = adata.copy()
+    out.X, out.layers["counts"] = x, x.copy()
+    return out[np.asarray(x.sum(1)).ravel() > 0].copy()
+
+
+def test_gene_selection_on_shallow_counts_falls_back_without_loess():
+    """At tens of UMIs per spot seurat_v3's loess breaks; the dispersion flavour takes over, with a warning."""
+    from sklearn.metrics import adjusted_rand_score
+
+    deep = senca.datasets.synthetic(n_spots=400, n_genes=3000, mean_library_size=700, seed=0)
+    shallow = senca.datasets.synthetic(n_spots=400, n_genes=3000, mean_library_size=20, seed=0)
+    assert np.median(np.asarray(shallow.layers["counts"].sum(1))) < 25
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # deep data: seurat_v3 as ever, no warning
+        senca.model.SENCA.setup_anndata(deep, layer="counts", image_key="X_histology", n_top_genes=1000)
+    with pytest.warns(UserWarning, match=r"loess fit .*median 2\d UMIs per spot.*flavor='seurat'"):
+        senca.model.SENCA.setup_anndata(shallow, layer="counts", image_key="X_histology", n_top_genes=1000)
+    for adata in (deep, shallow):
+        manager = senca.model.SENCA._get_most_recent_anndata_manager(adata)
+        assert len(manager.registry["setup_args"]["genes"]) == 1000
+        adata.obsm["X_senca"] = senca.model.SENCA(adata).get_latent_representation()
+        senca.tl.regions(adata, n_regions=4)
+        assert adjusted_rand_score(adata.obs["region"], adata.obs["senca_region"]) > 0.8
+    with pytest.warns(UserWarning, match="loess"):
+        hvg = senca.pp.select_genes(shallow, n_top_genes=1000, overwrite=True)
+    assert hvg.n_vars == 1000
+    assert np.isfinite(hvg.var["highly_variable_rank"]).all()
+
+
+def test_gene_selection_on_thinned_her2st(senca_data_dir):
+    """her2st thinned to 0.02x and 0.1x (29 and 675 median UMIs per spot) broke seurat_v3 in every case tried."""
+    cases = {"B1": 0.02, "D1": 0.1}
+    for section, fraction in cases.items():
+        adata = _thinned(senca.datasets.her2st(section, image=None, data_dir=senca_data_dir, download=False), fraction)
+        depth = np.median(np.asarray(adata.layers["counts"].sum(1)))
+        assert 20 <= depth <= 700
+        with pytest.warns(UserWarning, match="loess"):
+            senca.model.SENCA.setup_anndata(adata, layer="counts")
+        manager = senca.model.SENCA._get_most_recent_anndata_manager(adata)
+        genes = manager.registry["setup_args"]["genes"]
+        assert len(genes) == 3000
+        assert set(genes) <= set(adata.var_names)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # no image: expression-only mode
+            z = senca.model.SENCA(adata).get_latent_representation()
+        assert z.shape[0] == adata.n_obs
+        assert np.isfinite(z).all()
