@@ -43,7 +43,8 @@ def synthetic(
     both; ``expression_map``/``histology_map`` decouple them, e.g. ``expression_map=[0, 1, 2, 2]``
     with ``histology_map=[0, 0, 1, 2]`` gives two regions that look alike but express differently and
     two that express alike but look different. Counts are drawn in chunks of spots into a sparse matrix, so memory
-    follows the non-zero counts (a 500,000 × 2,000 section of 500 UMIs per spot is generated in about 1.2 GB).
+    follows the non-zero counts (a 500,000 × 2,000 section of 500 UMIs per spot, ``X`` and its copy in
+    ``layers["counts"]``, peaks at 3.4 GB).
 
     Parameters
     ----------
