@@ -189,3 +189,34 @@ def test_gene_selection_on_thinned_her2st(senca_data_dir):
             z = senca.model.SENCA(adata).get_latent_representation()
         assert z.shape[0] == adata.n_obs
         assert np.isfinite(z).all()
+
+
+def test_spacrd_gene_features_are_computed_row_by_row():
+    """SpaCRD's standardised genes come from the sparse counts on demand, equal to the dense computation."""
+    import scipy.sparse as sp
+
+    from senca.pp._section_features import SectionGenes, gene_features
+
+    a = senca.datasets.synthetic(n_spots=300, n_genes=80, seed=0, library_id="a")
+    b = senca.datasets.synthetic(n_spots=200, n_genes=80, seed=1, library_id="b", mean_library_size=800)
+    both = senca.pp.concat_sections([a, b], min_shared_genes=80)
+    counts, groups = both.layers["counts"], both.obs["section"].to_numpy()
+    genes = [*both.var_names[::2], "absent"]
+    dense = np.log1p(counts[:, ::2].toarray().astype(np.float64) * (1e4 / np.asarray(counts.sum(1)).astype(np.float64)))
+    dense = np.c_[dense, np.zeros(len(dense))]
+    for method in ("zscore", "minmax"):
+        x = gene_features(sp.csr_matrix(counts), both.var_names, genes, groups, method)
+        assert isinstance(x, SectionGenes)
+        assert x.shape == (500, 41)
+        expected = np.zeros_like(dense, dtype=np.float32)
+        for g in ("a", "b"):
+            rows = groups == g
+            d = dense[rows]
+            lo, spread = (d.mean(0), d.std(0)) if method == "zscore" else (d.min(0), d.max(0) - d.min(0))
+            expected[rows] = np.clip((d - lo) / np.where(spread > 1e-6, spread, np.inf), -10, 10)
+        np.testing.assert_array_equal(np.asarray(x), expected)  # the same values, to the last bit
+        idx = np.random.default_rng(0).integers(0, 500, (20, 7))
+        np.testing.assert_array_equal(x[idx], expected[idx])  # neighbourhoods, as loaders gather them
+        np.testing.assert_array_equal(x[10:30], expected[10:30])
+        np.testing.assert_array_equal(x[groups == "b"], expected[groups == "b"])
+    assert np.all(np.asarray(x)[:, -1] == 0)  # a gene the data lacks is 0

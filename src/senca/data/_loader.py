@@ -192,7 +192,8 @@ class NeighborhoodDataLoader(AnnDataLoader):
     features
         Per-spot features the model derived from the registry (``{name: (n_obs, ...) array}``, e.g. SpaCRD's
         standardised genes under :data:`senca.data.FEATURE_KEYS`), gathered like registered arrays into
-        ``batch[neighbor_key(name)]``.
+        ``batch[neighbor_key(name)]``. An array-like that computes its rows when indexed (``shape`` and row
+        indexing) is read row by row, never materialised.
     **kwargs
         Passed to :class:`~scvi.dataloaders.AnnDataLoader`.
 
@@ -254,9 +255,7 @@ class NeighborhoodDataLoader(AnnDataLoader):
         library = registered_library(adata_manager) if REGISTRY_KEYS.LIBRARY_KEY in gather_keys else None
         if library is not None:  # (B, k): the normalisation of the gathered counts
             self.banks[REGISTRY_KEYS.LIBRARY_KEY] = _RowBank(library.astype(np.float32), REGISTRY_KEYS.LIBRARY_KEY)
-        self.banks.update(
-            {name: _RowBank(np.asarray(arr, dtype=np.float32), name) for name, arr in (features or {}).items()}
-        )
+        self.banks.update({name: _RowBank(_float32_rows(arr), name) for name, arr in (features or {}).items()})
         self.n_neighbors = _checked_index(adata_manager, neighbor_key).shape[1]
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
@@ -299,11 +298,25 @@ def gather_neighborhoods(
     >>> batch["f_nbr"].shape
     torch.Size([2, 2, 3])
     """
-    idx = torch.from_numpy(np.asarray(nbr, dtype=np.int64))
+    nbr = np.asarray(nbr, dtype=np.int64)
+    idx = torch.from_numpy(nbr)
     batch = {REGISTRY_KEYS.NEIGHBOR_KEY: idx.to(device)}
     for name, arr in features.items():
-        batch[neighbor_key(name)] = torch.from_numpy(np.asarray(arr, dtype=np.float32))[idx].to(device)
+        arr = _float32_rows(arr)
+        rows = torch.from_numpy(arr)[idx] if isinstance(arr, np.ndarray) else torch.from_numpy(np.asarray(arr[nbr]))
+        batch[neighbor_key(name)] = rows.to(device)
     return batch
+
+
+def _float32_rows(arr):
+    """A feature array as float32 numpy, or as it is when it computes its rows on demand (row indexing, ``shape``).
+
+    Such features (e.g. :class:`senca.pp._section_features.SectionGenes`) are never materialised whole: loaders read
+    them row by row.
+    """
+    if isinstance(arr, np.ndarray) or not (hasattr(arr, "shape") and hasattr(arr, "__getitem__")):
+        return np.asarray(arr, dtype=np.float32)
+    return arr
 
 
 class NeighborhoodDataSplitter(DataSplitter):
