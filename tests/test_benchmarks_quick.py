@@ -72,24 +72,22 @@ def test_regions_quick_on_a1_caches_and_reports(senca_data_dir, tmp_path, monkey
 
 
 def test_scaling_stages_in_process(tmp_path):
-    """The scaling children on a tiny tissue: every stage of the default path timed, training extrapolated, report."""
+    """The scaling children on a tiny tissue: every stage of the default path timed with its memory, the report."""
     pytest.importorskip("senca.model")
     path = tmp_path / "syn.h5ad"
     gen = scaling.generate(300, str(path), n_genes=200)
     assert (gen["n_obs"], gen["n_vars"]) == (300, 200)
     assert 300 < gen["median_umis"] < 800  # the sections' depth, 500 UMIs per spot on average
-    fit = scaling.senca_path(str(path), train_batches=2)
+    fit = scaling.senca_path(str(path))
     assert [s["stage"] for s in fit["stages"]] == ["import", *scaling.STAGES]
     assert all(s["s"] >= 0 and 0.1 < s["peak_gb"] < 8 for s in fit["stages"])
     assert fit["n_genes_used"] == 200
+    assert fit["passes"] >= 1
     assert fit["ari"] > 0.5  # the path finds the simulated regions
-    tr = fit["train"]
-    assert tr["batches_timed"] == 2
-    assert tr["batches_per_epoch"] == 3  # ceil(0.9 * 300 / 128)
-    assert tr["default_s_est"] == pytest.approx(tr["default_epochs"] * tr["epoch_s_est"], rel=0.01)
-    total, est = scaling.total_seconds(fit)
-    assert est
-    assert total >= tr["default_s_est"]
+    assert scaling.total_seconds(fit) == pytest.approx(sum(s["s"] for s in fit["stages"][1:]))
+    tr = scaling._spacrd_schedule({"align": [1.0] * 6, "detect": [2.0, 2.0, 0.5, 0.5, 0.5]}, 640)
+    assert tr["steps_per_epoch"] == 10
+    assert tr["default_s_est"] == pytest.approx(15 * 10 * 1.0 + 30 * 10 * 0.5)  # first two minibatches skipped
     feat = scaling.features(200)
     assert feat["n_obs"] == 200
     assert feat["spots_per_s"] > 0
@@ -108,6 +106,5 @@ def test_scaling_stages_in_process(tmp_path):
     out["exponent_total"] = scaling._exponent_of(out["rows"])
     md = scaling.markdown(out)
     assert "| 300 | 200 (200) |" in md
-    assert "(est.)" in md
     assert "peak RSS ≤ 8 GB — missed (9.00 GB)" in md
     assert "spots/s" in md
