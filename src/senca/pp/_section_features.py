@@ -28,14 +28,6 @@ def _library(counts: sp.csr_matrix) -> np.ndarray:
     return lib
 
 
-def _lognorm(counts: sp.csr_matrix, cols: np.ndarray, library: np.ndarray | None = None) -> np.ndarray:
-    """Dense float64 ``log1p(1e4 * x / library)`` of the selected columns, the library taken over all genes."""
-    lib = _library(counts) if library is None else library
-    sub = counts[:, cols]
-    sub = sub.toarray() if sp.issparse(sub) else np.asarray(sub)
-    return np.log1p(sub.astype(np.float64) * (1e4 / lib)[:, None])
-
-
 def _standardise(
     x: np.ndarray, groups: np.ndarray, rows_ok: np.ndarray | None = None, method: str = "zscore"
 ) -> np.ndarray:
@@ -84,21 +76,37 @@ class SectionGenes:
         return self.shape[0]
 
     def _log(self, rows: np.ndarray) -> np.ndarray:
-        """Dense float64 log-normalised counts of ``rows`` (1-D) in the model's gene order; absent genes 0."""
-        out = np.zeros((len(rows), self.shape[1]))
+        """Dense float64 log-normalised counts of ``rows`` (sorted, 1-D) in the model's gene order; absent genes 0.
+
+        ``log1p(count * 1e4 / library)`` in float64 (normalize_total(1e4) + log1p, the library over all genes),
+        computed on the stored counts only: the log of a zero is zero.
+        """
+        contiguous = len(rows) > 0 and rows[-1] - rows[0] == len(rows) - 1
+        block = self._counts[int(rows[0]) : int(rows[-1]) + 1] if contiguous else self._counts[rows]
         present = self._columns >= 0
-        if present.any():
-            out[:, present] = _lognorm(self._counts[rows], self._columns[present], self._library[rows])
+        if not (present.all() and np.array_equal(self._columns, np.arange(self._counts.shape[1]))):
+            block = block[:, self._columns[present]]
+        block = sp.csr_matrix(block, dtype=np.float64, copy=True)
+        block.data *= np.repeat(1e4 / self._library[rows], np.diff(block.indptr))
+        np.log1p(block.data, out=block.data)
+        if present.all():
+            return block.toarray()
+        out = np.zeros((len(rows), self.shape[1]))
+        out[:, present] = block.toarray()
         return out
 
     def _standardised(self, rows: np.ndarray) -> np.ndarray:
         out = np.zeros((len(rows), self.shape[1]), dtype=np.float32)
         x = self._log(rows)
         codes = self._codes[rows]
-        for g in np.unique(codes):
+        groups = np.unique(codes)
+        for g in groups:
             if self._fitted[g]:
-                take = codes == g
-                out[take] = np.clip((x[take] - self._centre[g]) / self._scale[g], -10, 10)
+                take = slice(None) if len(groups) == 1 else codes == g
+                z = x[take]
+                np.subtract(z, self._centre[g], out=z)  # in place: the values of (x - centre) / scale, clipped
+                np.divide(z, self._scale[g], out=z)
+                out[take] = np.clip(z, -10, 10, out=z)
         return out
 
     def __getitem__(self, index) -> np.ndarray:
