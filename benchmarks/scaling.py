@@ -14,8 +14,8 @@ histology features, 6 regions, hex grid) at 1k, 10k, 100k and 500k spots, plus 1
 3. ``spacrd``: SpaCRD trained on four 100k-spot sections and predicting a 500k-spot section (``--spacrd``). Its
    default schedule (epochs of minibatches) is timed on the first ``--train-batches`` minibatches of each of its two
    stages and extrapolated (marked *est.*).
-4. ``ddp``: one epoch of SENCA's fine-tuning (``train(max_epochs=1)``) on 1 and on 2 processes (Lightning DDP on the
-   CPU, gloo; ``--ddp``), at the largest size.
+4. ``ddp``: SpaCRD's training minibatches on 1 and on 2 processes (Lightning DDP on the CPU, gloo; ``--ddp``), on the
+   largest section (SENCA's fine-tuning is not divided between processes; see the docs' scaling page).
 5. ``features``: ``senca.im.extract_features(method="stats")`` throughput on a synthetic H&E-like image.
 
 Peak RSS of a stage is the highest resident memory of the process while the stage ran (sampled every 10 ms, and
@@ -167,7 +167,8 @@ def senca_path(path: str, seed: int = 0) -> dict:
 def _batch_timer(path: str | None = None):
     """A Lightning callback timing every training minibatch (by the module's ``stage``, SpaCRD's) and every epoch.
 
-    With ``path``, the first process also writes the epoch times there (DDP: the callback runs in worker processes).
+    With ``path``, the first process also writes its times there at the end of every epoch (DDP: the callback runs in
+    worker processes, one Lightning fit per SpaCRD stage).
     """
     from lightning.pytorch.callbacks import Callback
 
@@ -189,7 +190,9 @@ def _batch_timer(path: str | None = None):
         def on_train_epoch_end(self, trainer, pl_module):
             self.times.setdefault("epoch", []).append(time.perf_counter() - self._e)
             if path is not None and trainer.global_rank == 0:
-                Path(path).write_text(json.dumps(self.times["epoch"]))
+                merged = json.loads(Path(path).read_text()) if Path(path).exists() else {}
+                merged.update(self.times)  # one Lightning fit (and process) per SpaCRD stage: keep the earlier ones
+                Path(path).write_text(json.dumps(merged))
 
     return Timer()
 
@@ -259,35 +262,46 @@ def _cancer(adata) -> np.ndarray:
     return np.asarray(adata.obs["expression_program"].astype(int).isin([0, 1]))
 
 
-def ddp(path: str, devices: int, seed: int = 0) -> dict:
-    """One epoch of SENCA's fine-tuning on ``devices`` CPU processes (Lightning DDP, forked when more than one)."""
+def ddp(path: str, devices: int, train_batches: int = 60, seed: int = 0) -> dict:
+    """SpaCRD's training minibatches on ``devices`` CPU processes (Lightning DDP, forked when more than one).
+
+    The section at ``path`` is the labelled source (its simulated cancer regions); each stage trains
+    ``train_batches`` minibatches per process. SpaCRD is the model whose training DDP divides: each process takes its
+    own share of the spots.
+    """
     import anndata as ad
 
     import senca
     import senca.model
 
     adata = ad.read_h5ad(path)
-    senca.model.SENCA.setup_anndata(adata, image_key="X_histology")
-    model = senca.model.SENCA(adata)
+    adata.obs["cancer"] = _cancer(adata)
+    senca.model.SpaCRD.setup_anndata(adata, labels_key="cancer", image_key="X_histology")
+    model = senca.model.SpaCRD(adata)
     kw = {"strategy": "ddp_notebook", "devices": devices} if devices > 1 else {}
     with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "epochs.json"
+        log = Path(tmp) / "times.json"
         t0 = time.perf_counter()
         model.train(
-            seed=seed,
             max_epochs=1,
+            align_epochs=1,
+            seed=seed,
             accelerator="cpu",
             enable_progress_bar=False,
+            limit_train_batches=int(train_batches),
             callbacks=[_batch_timer(str(log))],
             **kw,
         )
         wall = time.perf_counter() - t0
-        epochs = json.loads(log.read_text()) if log.exists() else []
+        times = json.loads(log.read_text()) if log.exists() else {}
+    steps = {k: float(np.mean(v[2:] if len(v) > 4 else v)) for k, v in times.items() if k != "epoch" and v}
+    spots = {k: devices * SPACRD_SCHEDULE["batch_size"] / v for k, v in steps.items()}
     return {
         "devices": devices,
         "n_obs": adata.n_obs,
         "train_s": round(wall, 2),
-        "epoch_s": round(epochs[0], 2) if epochs else None,
+        "step_s": {k: round(v, 4) for k, v in steps.items()},
+        "spots_per_s": {k: round(v, 1) for k, v in spots.items()},
         "peak_gb_main": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "peak_gb_worker": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20, 2),
     }
@@ -345,7 +359,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-extra", action="store_true", help="skip 100k spots x 5,000 genes")
     p.add_argument("--spacrd", action="store_true", help="also SpaCRD: train on 4 x 100k spots, predict the largest")
     p.add_argument("--train-batches", type=int, default=60, help="SpaCRD minibatches timed per training stage")
-    p.add_argument("--ddp", action="store_true", help="also SENCA's fine-tuning on 1 and 2 DDP processes")
+    p.add_argument("--ddp", action="store_true", help="also SpaCRD's training on 1 and 2 DDP processes")
     p.add_argument("--feature-spots", type=int, default=10_000, help="spots of the synthetic image for throughput")
     p.add_argument("--results", default=None, help="output folder (default benchmarks/results)")
     p.add_argument("--timeout", type=float, default=3600)
@@ -392,11 +406,11 @@ def main(argv=None) -> int:
         out["spacrd"] = _run_spacrd(args, largest)
         dump_json(out, partial)
     if keep and args.ddp:
+        kw = {"path": largest, "train_batches": args.train_batches}
         out["ddp"] = [
-            run_isolated("benchmarks.scaling:ddp", {"path": largest, "devices": d}, timeout=args.timeout)
-            for d in (1, 2)
+            run_isolated("benchmarks.scaling:ddp", {**kw, "devices": d}, timeout=args.timeout) for d in (1, 2)
         ]
-        print(f"[scaling] ddp: {[r.get('error') or (r['devices'], r['epoch_s']) for r in out['ddp']]}", flush=True)
+        print(f"[scaling] ddp: {[r.get('error') or (r['devices'], r['spots_per_s']) for r in out['ddp']]}", flush=True)
     for path in keep:
         Path(path).unlink(missing_ok=True)
     feat = run_isolated(
@@ -580,13 +594,17 @@ def _ddp_markdown(dd: list[dict] | None) -> list[str]:
     if len(ok) != 2:
         return ["", f"DDP: failed ({'; '.join(d.get('error', '')[:200] for d in dd)})."]
     one, two = ok
+    rates = ", ".join(
+        f"{name} {one['spots_per_s'][name]:,.0f} → {two['spots_per_s'][name]:,.0f} spots/s"
+        for name in ("align", "detect")
+        if name in one["spots_per_s"] and name in two["spots_per_s"]
+    )
     return [
         "",
-        f'DDP (Lightning, CPU, gloo, `strategy="ddp_notebook"`) at {one["n_obs"]:,} spots, one epoch of '
-        f"SENCA's fine-tuning (`train(max_epochs=1)`): {one['epoch_s']:.0f} s on 1 process, "
-        f"{two['epoch_s']:.0f} s on 2 (each process on one thread of the 2 shared cores); the whole `train()` "
-        f"call {one['train_s']:.0f} s and {two['train_s']:.0f} s; peak RSS {one['peak_gb_main']:.2f} GB on "
-        f"1 process, {two['peak_gb_main']:.2f} GB (main) and {two['peak_gb_worker']:.2f} GB (worker) on 2.",
+        f'DDP (Lightning, CPU, gloo, `strategy="ddp_notebook"`): SpaCRD trained on the {one["n_obs"]:,}-spot '
+        f"section, its first minibatches of each stage on 1 and on 2 processes (one thread each, the 2 shared "
+        f"cores): {rates} (training steps of 64 spots per process). Peak RSS {one['peak_gb_main']:.2f} GB on 1 "
+        f"process; {two['peak_gb_main']:.2f} GB (main) and {two['peak_gb_worker']:.2f} GB (largest worker) on 2.",
     ]
 
 
