@@ -1,33 +1,43 @@
-"""Scaling of SENCA with the number of spots: time per epoch, fit time, peak memory, and histology throughput.
+"""Scaling of the default user path with the number of spots: every stage timed, with its peak memory.
 
-Synthetic Visium-like tissue from ``senca.datasets.synthetic`` (200 genes, 32 histology features, 6 regions) at
-1k, 10k, 100k and 500k spots. Every measurement runs in its own process (honest peak RSS):
+Synthetic Visium HD-like sections from ``senca.datasets.synthetic`` (2,000 genes, 500 UMIs per spot on average, 32
+histology features, 6 regions, hex grid) at 1k, 10k, 100k and 500k spots, plus 100k spots with 5,000 genes (of which
+``setup_anndata`` selects 3,000). Each size runs in its own process (honest peak RSS):
 
-1. ``generate``: the simulator alone (time, peak RSS), writing the AnnData to ``benchmarks/_work/`` (git-ignored);
-2. ``fit``: read that file, ``setup_anndata`` (expression + histology features + 6-NN index), ``SENCA(adata)``,
-   ``train(seed=0)``: the whole default schedule (``max_epochs=None``, early stopping on) up to
-   ``--default-fit-max`` spots, ``--max-epochs-large`` whole epochs above it (every minibatch of the epoch and the
-   validation pass; ``--limit-batches N`` trains only the first N minibatches and extrapolates instead), epoch and
-   minibatch times from a Lightning callback, then ``get_latent_representation`` (the default attention
-   embedding); peak RSS of the whole process, and how many cores *other* processes used meanwhile (the machine is
-   shared);
-3. ``features``: ``senca.im.extract_features(method="stats")`` on a synthetic H&E-like image (spots per second).
+1. ``generate``: the simulator alone, writing the section to ``benchmarks/_work/`` (git-ignored) as a reader would
+   give it: raw counts in ``X`` (sparse), coordinates in ``obsm["spatial"]``, histology features in
+   ``obsm["X_histology"]``.
+2. ``senca``: the default path a user runs, stage by stage: ``import senca.model``; ``anndata.read_h5ad``;
+   ``SENCA.setup_anndata(adata, image_key="X_histology")`` (gene selection inside it when there are more than 3,000
+   genes, neighbour index); ``SENCA(adata)``; ``model.train()`` with its defaults; ``get_latent_representation()``;
+   ``senca.tl.regions(adata, n_regions=6)``.
+3. ``spacrd``: SpaCRD trained on four 100k-spot sections and predicting a 500k-spot section (``--spacrd``). Its
+   default schedule (epochs of minibatches) is timed on the first ``--train-batches`` minibatches of each of its two
+   stages and extrapolated (marked *est.*).
+4. ``ddp``: SpaCRD's training minibatches on 1 and on 2 processes (Lightning DDP on the CPU, gloo; ``--ddp``), on the
+   largest section (SENCA's fine-tuning is not divided between processes; see the docs' scaling page).
+5. ``features``: ``senca.im.extract_features(method="stats")`` throughput on a synthetic H&E-like image.
 
-The fitted exponent ``b`` of ``time per epoch ~ n_spots^b`` (least squares on log-log) should be close to 1 (linear).
+Peak RSS of a stage is the highest resident memory of the process while the stage ran (sampled every 10 ms, and
+the kernel's own high-water mark where the stage set it). Threads: one (the machine has 2 shared cores).
 
 Usage::
 
-    python -m benchmarks.scaling            # 1k, 10k, 100k, 500k; one whole epoch above 10k (about 10 min)
-    python -m benchmarks.scaling --default-fit-max 500000 --timeout 3600   # whole default schedule at every
-                                            # size, as in the committed table (about 40 min on one core)
-    python -m benchmarks.scaling --quick    # 300 and 1,000 spots, 1 epoch (CI smoke test)
+    python -m benchmarks.scaling                      # SENCA at every size (about 20 min)
+    python -m benchmarks.scaling --spacrd --ddp       # and SpaCRD, DDP (about 30 min more)
+    python -m benchmarks.scaling --quick              # 300 and 1,000 spots (CI smoke test)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
 import sys
+import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -35,119 +45,266 @@ import numpy as np
 from benchmarks._common import FIGURES, RESULTS, ROOT, dump_json, machine, now, run_isolated, versions
 
 WORK = ROOT / "_work"
-N_GENES, N_HIST, N_REGIONS = 200, 32, 6
+N_GENES, N_HIST, N_REGIONS, DEPTH = 2_000, 32, 6, 500.0
+SIZES = [1_000, 10_000, 100_000, 500_000]
+EXTRA = [(100_000, 5_000)]  # (spots, genes): gene selection inside setup_anndata
+STAGES = ["read", "setup", "model", "train", "latent", "regions"]
+SPACRD_STAGES = ["read", "setup", "model", "train", "read target", "predict"]
+#: SpaCRD.train's defaults (see its docstring): alignment epochs, detection epochs, spots per minibatch
+SPACRD_SCHEDULE = {"align": 15, "detect": 30, "batch_size": 64}
+TARGET_S, TARGET_GB, TARGET_EXPONENT = 600.0, 8.0, 1.1
+
+
+# ----------------------------------------------------------------------------------------------------- stages
+class Stages:
+    """Wall time and peak resident memory of consecutive stages of one process."""
+
+    def __init__(self):
+        import psutil
+
+        self._proc = psutil.Process()
+        self._peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        self.rows: list[dict] = []
+
+    def _rss(self) -> int:
+        return self._proc.memory_info().rss
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            self._peak = max(self._peak, self._rss())
+
+    @contextmanager
+    def __call__(self, name: str):
+        self._peak = self._rss()
+        high0 = _maxrss()
+        t0 = time.perf_counter()
+        yield
+        wall = time.perf_counter() - t0
+        high = _maxrss()
+        peak = max(self._peak, self._rss(), high if high > high0 else 0)
+        self.rows.append({"stage": name, "s": round(wall, 2), "peak_gb": round(peak / 2**30, 3)})
+
+    def close(self) -> list[dict]:
+        self._stop.set()
+        self._thread.join()
+        return self.rows
+
+
+def _maxrss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def _synthetic_section(n_spots: int, n_genes: int, seed: int, library_id: str = "synthetic"):
+    import senca
+
+    adata = senca.datasets.synthetic(
+        n_spots=n_spots,
+        n_genes=n_genes,
+        n_regions=N_REGIONS,
+        n_histology=N_HIST,
+        mean_library_size=DEPTH,
+        seed=seed,
+        library_id=library_id,
+    )
+    del adata.layers["counts"]  # as a reader gives it: the counts in X only
+    return adata
 
 
 # ----------------------------------------------------------------------------------------------------- children
-def generate(n_spots: int, path: str, seed: int = 0) -> dict:
-    import senca
-
+def generate(n_spots: int, path: str, n_genes: int = N_GENES, seed: int = 0, library_id: str = "synthetic") -> dict:
+    """Simulate one section and write it (time and memory of the simulator alone)."""
     t0 = time.perf_counter()
-    adata = senca.datasets.synthetic(
-        n_spots=n_spots, n_genes=N_GENES, n_regions=N_REGIONS, n_histology=N_HIST, seed=seed
-    )
+    adata = _synthetic_section(n_spots, n_genes, seed, library_id)
     wall = time.perf_counter() - t0
     adata.write_h5ad(path)
-    return {"wall_s": round(wall, 2), "n_obs": adata.n_obs, "nnz": int(adata.X.nnz)}
-
-
-def fit(
-    path: str, max_epochs: int | None = None, limit_batches: int | None = None, latent: bool = True, seed: int = 0
-) -> dict:
-    import anndata as ad
-    from lightning.pytorch.callbacks import Callback
-
-    import senca
-    from senca.model._plan import default_max_epochs
-
-    class Timer(Callback):
-        def __init__(self):
-            self.epochs, self.batches, self._te, self._tb = [], [], None, None
-
-        def on_train_epoch_start(self, trainer, pl_module):
-            self._te = time.perf_counter()
-
-        def on_train_epoch_end(self, trainer, pl_module):
-            self.epochs.append(time.perf_counter() - self._te)
-
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            self._tb = time.perf_counter()
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            self.batches.append(time.perf_counter() - self._tb)
-
-    cpu0 = _cpu_seconds()
-    t_read = time.perf_counter()
-    adata = ad.read_h5ad(path)
-    t0 = time.perf_counter()
-    senca.model.SENCA.setup_anndata(adata, layer="counts", image_key="X_histology", spatial_key="spatial")
-    model = senca.model.SENCA(adata)
-    t_setup = time.perf_counter() - t0
-    timer = Timer()
-    kw = {}
-    if limit_batches:
-        kw = {"limit_train_batches": int(limit_batches), "limit_val_batches": max(1, int(limit_batches) // 10)}
-    batch_size, train_size = 128, 0.9
-    t1 = time.perf_counter()
-    model.train(
-        max_epochs=max_epochs,
-        seed=seed,
-        batch_size=batch_size,
-        train_size=train_size,
-        enable_progress_bar=False,
-        callbacks=[timer],
-        **kw,
-    )
-    t_train = time.perf_counter() - t1
-    t_latent = None
-    if latent:
-        t2 = time.perf_counter()
-        model.get_latent_representation()
-        t_latent = time.perf_counter() - t2
-    others = _others_cores(cpu0, time.perf_counter() - t_read)
-    n_batches = int(np.ceil(train_size * adata.n_obs / batch_size))
-    # time per epoch of training steps, from the per-batch times (the whole epoch when it ran in full)
-    skip = 2 if len(timer.batches) > 10 else 0  # first batches include lazy initialisation
-    per_batch = float(np.mean(timer.batches[skip:])) if timer.batches else float("nan")
+    depth = np.asarray(adata.X.sum(1)).ravel()
     return {
+        "wall_s": round(wall, 2),
         "n_obs": adata.n_obs,
-        "read_s": round(t0 - t_read, 2),
-        "setup_s": round(t_setup, 2),
-        "train_s": round(t_train, 2),
-        "latent_s": round(t_latent, 2) if t_latent is not None else None,
-        "fit_s": round(t_setup + t_train + (t_latent or 0), 2),
-        "epochs": len(timer.epochs),
-        "default_epochs": default_max_epochs(adata.n_obs),
-        "limit_batches": limit_batches,
-        "batches_per_epoch": n_batches,
-        "batches_timed": len(timer.batches),
-        "batch_s_mean": round(per_batch, 4),
-        "epoch_s": [round(t, 3) for t in timer.epochs],
-        "epoch_s_measured": round(float(np.median(timer.epochs)), 3) if timer.epochs and not limit_batches else None,
-        "epoch_s_median": round(per_batch * n_batches, 3),
-        "default_schedule": max_epochs is None,
-        "other_cores": others,
+        "n_vars": adata.n_vars,
+        "nnz": int(adata.X.nnz),
+        "median_umis": float(np.median(depth)),
     }
 
 
-def _cpu_seconds() -> tuple[float, float] | None:
-    """(busy CPU seconds of the whole machine, CPU seconds of this process), or ``None`` without psutil."""
-    try:
-        import psutil
-    except ImportError:  # pragma: no cover
-        return None
-    t = psutil.cpu_times()
-    busy = t.user + t.system + getattr(t, "nice", 0.0) + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
-    own = psutil.Process().cpu_times()
-    return busy, own.user + own.system
+def senca_path(path: str, seed: int = 0) -> dict:
+    """The default SENCA path, stage by stage."""
+    stages = Stages()
+    with stages("import"):
+        import anndata as ad
+
+        import senca
+        import senca.model  # scvi-tools and Lightning
+    with stages("read"):
+        adata = ad.read_h5ad(path)
+    with stages("setup"):
+        senca.model.SENCA.setup_anndata(adata, image_key="X_histology")
+    with stages("model"):
+        model = senca.model.SENCA(adata)
+    with stages("train"):
+        model.train(seed=seed)
+    with stages("latent"):
+        adata.obsm["X_senca"] = model.get_latent_representation()
+    with stages("regions"):
+        senca.tl.regions(adata, n_regions=N_REGIONS, seed=seed)
+    from sklearn.metrics import adjusted_rand_score
+
+    manager = senca.model.SENCA._get_most_recent_anndata_manager(adata)
+    genes = (manager.registry.get("setup_args") or {}).get("genes")
+    return {
+        "n_obs": adata.n_obs,
+        "n_vars": adata.n_vars,
+        "n_genes_used": adata.n_vars if genes is None else len(genes),
+        "passes": (getattr(model, "selection_", None) or {}).get("passes"),
+        "stages": stages.close(),
+        "ari": round(float(adjusted_rand_score(adata.obs["region"], adata.obs["senca_region"])), 4),
+    }
 
 
-def _others_cores(start: tuple[float, float] | None, wall: float) -> float | None:
-    """Mean number of cores that other processes kept busy since ``start`` (the machine is shared)."""
-    end = _cpu_seconds()
-    if start is None or end is None or wall <= 0:
-        return None
-    return round(max(0.0, (end[0] - start[0]) - (end[1] - start[1])) / wall, 2)
+def _batch_timer(path: str | None = None):
+    """A Lightning callback timing every training minibatch (by the module's ``stage``, SpaCRD's) and every epoch.
+
+    With ``path``, the first process also writes its times there at the end of every epoch (DDP: the callback runs in
+    worker processes, one Lightning fit per SpaCRD stage).
+    """
+    from lightning.pytorch.callbacks import Callback
+
+    class Timer(Callback):
+        def __init__(self):
+            self.times: dict[str, list[float]] = {}
+            self._t = self._e = 0.0
+
+        def on_train_batch_start(self, trainer, pl_module, *args):
+            self._t = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            stage = str(getattr(pl_module.module, "stage", "train"))
+            self.times.setdefault(stage, []).append(time.perf_counter() - self._t)
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            self._e = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            self.times.setdefault("epoch", []).append(time.perf_counter() - self._e)
+            if path is not None and trainer.global_rank == 0:
+                merged = json.loads(Path(path).read_text()) if Path(path).exists() else {}
+                merged.update(self.times)  # one Lightning fit (and process) per SpaCRD stage: keep the earlier ones
+                Path(path).write_text(json.dumps(merged))
+
+    return Timer()
+
+
+def spacrd_path(sources: list[str], target: str, train_batches: int = 60, seed: int = 0) -> dict:
+    """SpaCRD's default path: train on the ``sources`` sections, predict the ``target`` section, stage by stage.
+
+    Training runs ``train_batches`` minibatches of each of its stages; the default schedule's time is extrapolated.
+    """
+    stages = Stages()
+    with stages("import"):
+        import anndata as ad
+
+        import senca
+        import senca.model
+    with stages("read"):
+        sections = [ad.read_h5ad(p) for p in sources]
+        source = senca.pp.concat_sections(sections)
+        del sections
+        source.obs["cancer"] = _cancer(source)
+    with stages("setup"):
+        senca.model.SpaCRD.setup_anndata(source, labels_key="cancer", sample_key="section", image_key="X_histology")
+    with stages("model"):
+        model = senca.model.SpaCRD(source)
+    with stages("train"):
+        timer = _batch_timer()
+        model.train(
+            max_epochs=1,
+            align_epochs=1,
+            seed=seed,
+            enable_progress_bar=False,
+            callbacks=[timer],
+            limit_train_batches=int(train_batches),
+        )
+    with stages("read target"):
+        tgt = ad.read_h5ad(target)
+    with stages("predict"):
+        model.predict(tgt)
+    from sklearn.metrics import roc_auc_score
+
+    return {
+        "n_source": source.n_obs,
+        "n_target": tgt.n_obs,
+        "n_genes_used": len(model.genes),
+        "stages": stages.close(),
+        "train": _spacrd_schedule(timer.times, source.n_obs),
+        "auc": round(float(roc_auc_score(_cancer(tgt), tgt.obs["spacrd_score"])), 4),
+    }
+
+
+def _spacrd_schedule(times: dict[str, list[float]], n_obs: int) -> dict:
+    """The default schedule's training time, from the timed minibatches of each stage (the first two skipped)."""
+    steps = int(np.ceil(n_obs / SPACRD_SCHEDULE["batch_size"]))
+    out: dict = {"steps_per_epoch": steps, **SPACRD_SCHEDULE}
+    total = 0.0
+    for name in ("align", "detect"):
+        t = times.get(name, [])
+        step = float(np.mean(t[2:] if len(t) > 4 else t)) if t else 0.0
+        out[f"{name}_step_s"], out[f"{name}_batches_timed"] = round(step, 4), len(t)
+        total += SPACRD_SCHEDULE[name] * steps * step
+    out["default_s_est"] = round(total, 1)
+    return out
+
+
+def _cancer(adata) -> np.ndarray:
+    """The synthetic "cancer": regions of expression programmes 0 and 1 (two of the six)."""
+    return np.asarray(adata.obs["expression_program"].astype(int).isin([0, 1]))
+
+
+def ddp(path: str, devices: int, train_batches: int = 60, seed: int = 0) -> dict:
+    """SpaCRD's training minibatches on ``devices`` CPU processes (Lightning DDP, forked when more than one).
+
+    The section at ``path`` is the labelled source (its simulated cancer regions); each stage trains
+    ``train_batches`` minibatches per process. SpaCRD is the model whose training DDP divides: each process takes its
+    own share of the spots.
+    """
+    import anndata as ad
+
+    import senca
+    import senca.model
+
+    adata = ad.read_h5ad(path)
+    adata.obs["cancer"] = _cancer(adata)
+    senca.model.SpaCRD.setup_anndata(adata, labels_key="cancer", image_key="X_histology")
+    model = senca.model.SpaCRD(adata)
+    kw = {"strategy": "ddp_notebook", "devices": devices} if devices > 1 else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "times.json"
+        t0 = time.perf_counter()
+        model.train(
+            max_epochs=1,
+            align_epochs=1,
+            seed=seed,
+            accelerator="cpu",
+            enable_progress_bar=False,
+            limit_train_batches=int(train_batches),
+            callbacks=[_batch_timer(str(log))],
+            **kw,
+        )
+        wall = time.perf_counter() - t0
+        times = json.loads(log.read_text()) if log.exists() else {}
+    steps = {k: float(np.mean(v[2:] if len(v) > 4 else v)) for k, v in times.items() if k != "epoch" and v}
+    spots = {k: devices * SPACRD_SCHEDULE["batch_size"] / v for k, v in steps.items()}
+    return {
+        "devices": devices,
+        "n_obs": adata.n_obs,
+        "train_s": round(wall, 2),
+        "step_s": {k: round(v, 4) for k, v in steps.items()},
+        "spots_per_s": {k: round(v, 1) for k, v in spots.items()},
+        "peak_gb_main": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "peak_gb_worker": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20, 2),
+    }
 
 
 def features(n_spots: int, seed: int = 0) -> dict:
@@ -157,11 +314,9 @@ def features(n_spots: int, seed: int = 0) -> dict:
     adata = senca.datasets.synthetic(n_spots=n_spots, n_genes=20, n_regions=N_REGIONS, image=True, seed=seed)
     t_gen = time.perf_counter() - t0
     img = next(iter(adata.uns["spatial"].values()))["images"]["hires"]
-    cpu0 = _cpu_seconds()
     t1 = time.perf_counter()
     senca.im.extract_features(adata, method="stats", key_added="X_he", progress=False)
     wall = time.perf_counter() - t1
-    others = _others_cores(cpu0, wall)
     return {
         "n_obs": adata.n_obs,
         "image_shape": list(img.shape),
@@ -170,15 +325,22 @@ def features(n_spots: int, seed: int = 0) -> dict:
         "wall_s": round(wall, 2),
         "spots_per_s": round(adata.n_obs / wall, 1),
         "n_features": int(adata.obsm["X_he"].shape[1]),
-        "other_cores": others,
     }
 
 
-# ----------------------------------------------------------------------------------------------------- driver
-def epoch_time(fit: dict) -> float:
-    """Seconds per epoch: the median measured whole epoch (minibatches + validation), else the extrapolation."""
-    measured = fit.get("epoch_s_measured")
-    return float(measured) if measured is not None else float(fit["epoch_s_median"])
+# ----------------------------------------------------------------------------------------------------- summaries
+def stage(row: dict, name: str) -> dict | None:
+    """The record of stage ``name`` of a ``senca``/``spacrd`` result."""
+    return next((s for s in row.get("stages", []) if s["stage"] == name), None)
+
+
+def total_seconds(fit: dict, names=STAGES) -> float:
+    """Read to regions (import and simulation excluded)."""
+    return float(sum(stage(fit, s)["s"] for s in names))
+
+
+def peak_gb(fit: dict, names=STAGES) -> float:
+    return max(stage(fit, s)["peak_gb"] for s in names if stage(fit, s) is not None)
 
 
 def exponent(n, t) -> float | None:
@@ -189,76 +351,76 @@ def exponent(n, t) -> float | None:
     return float(np.polyfit(np.log(n[ok]), np.log(t[ok]), 1)[0])
 
 
+# ----------------------------------------------------------------------------------------------------- driver
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="300 and 1,000 spots, 1 epoch (CI smoke test)")
-    p.add_argument("--sizes", type=int, nargs="*", default=None)
-    p.add_argument(
-        "--default-fit-max",
-        type=int,
-        default=10_000,
-        help="largest size trained with the whole default schedule (max_epochs=None, early stopping on)",
-    )
-    p.add_argument("--max-epochs-large", type=int, default=1, help="whole epochs trained above --default-fit-max")
-    p.add_argument(
-        "--limit-batches",
-        type=int,
-        default=0,
-        help="if > 0, sizes above --default-fit-max train only the first N minibatches of one epoch "
-        "and the epoch time is extrapolated (default 0: whole epochs)",
-    )
-    p.add_argument("--results", default=None, help="output folder (default benchmarks/results)")
+    p.add_argument("--quick", action="store_true", help="300 and 1,000 spots, 200 genes (CI smoke test)")
+    p.add_argument("--sizes", type=int, nargs="*", default=None, help="spots (2,000 genes each)")
+    p.add_argument("--no-extra", action="store_true", help="skip 100k spots x 5,000 genes")
+    p.add_argument("--spacrd", action="store_true", help="also SpaCRD: train on 4 x 100k spots, predict the largest")
+    p.add_argument("--train-batches", type=int, default=60, help="SpaCRD minibatches timed per training stage")
+    p.add_argument("--ddp", action="store_true", help="also SpaCRD's training on 1 and 2 DDP processes")
     p.add_argument("--feature-spots", type=int, default=10_000, help="spots of the synthetic image for throughput")
-    p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--results", default=None, help="output folder (default benchmarks/results)")
+    p.add_argument("--timeout", type=float, default=3600)
     args = p.parse_args(argv)
 
-    sizes = args.sizes or ([300, 1000] if args.quick else [1_000, 10_000, 100_000, 500_000])
+    runs = [(300, 200), (1_000, 200)] if args.quick else [(n, N_GENES) for n in (args.sizes or SIZES)]
+    if not (args.quick or args.no_extra):
+        runs += EXTRA
     results = Path(args.results) if args.results else RESULTS
     WORK.mkdir(parents=True, exist_ok=True)
     name = "scaling_quick" if args.quick else "scaling"
-    rows = []
-    for n in sizes:
-        path = str(WORK / f"synthetic_{n}.h5ad")
-        gen = run_isolated("benchmarks.scaling:generate", {"n_spots": n, "path": path}, timeout=args.timeout)
-        print(f"[scaling] generate {n}: {gen.get('error') or (gen['wall_s'], gen['peak_rss_mb'])}", flush=True)
-        if "error" in gen:
-            rows.append({"n_spots": n, "generate": gen})
-            continue
-        if args.quick:
-            kw = {"max_epochs": 1}
-        elif n <= args.default_fit_max:
-            kw = {"max_epochs": None}  # default schedule, early stopping on
-        elif args.limit_batches > 0:
-            kw = {"max_epochs": 1, "limit_batches": args.limit_batches, "latent": False}
-        else:
-            kw = {"max_epochs": args.max_epochs_large}
-        res = run_isolated("benchmarks.scaling:fit", {"path": path, **kw}, timeout=args.timeout)
-        info = res.get("error") or (res["epochs"], epoch_time(res), res["fit_s"], res["peak_rss_mb"])
-        print(f"[scaling] fit {n}: {info}", flush=True)
-        rows.append({"n_spots": n, "generate": gen, "fit": res})
-        Path(path).unlink(missing_ok=True)
-        dump_json({"rows": rows}, results / f"{name}.partial.json")
-    feat = run_isolated(
-        "benchmarks.scaling:features", {"n_spots": 300 if args.quick else args.feature_spots}, timeout=args.timeout
-    )
-    print(f"[scaling] features: {feat.get('error') or (feat['spots_per_s'], feat['peak_rss_mb'])}", flush=True)
-
-    ok = [r for r in rows if "fit" in r and "error" not in r["fit"]]
-    b_epoch = exponent([r["n_spots"] for r in ok], [epoch_time(r["fit"]) for r in ok])
+    partial = results / f"{name}.partial.json"
+    command = " ".join(["python -m benchmarks.scaling", *(sys.argv[1:] if argv is None else argv)])
     out = {
         "date": now(),
         "machine": machine(),
         "versions": versions(),
-        "rows": rows,
-        "features": feat,
-        "exponent_epoch": b_epoch,
-        "n_genes": N_GENES,
-        "n_histology": N_HIST,
         "quick": args.quick,
-        "command": " ".join(["python -m benchmarks.scaling", *(sys.argv[1:] if argv is None else argv)]),
+        "depth": DEPTH,
+        "n_histology": N_HIST,
+        "rows": [],
+        "command": command,
     }
+    largest = _work_file(max(n for n, _ in runs), N_GENES)
+    keep = {largest} if (args.spacrd or args.ddp) and not args.quick else set()  # read again below
+    for n, genes in runs:
+        path = _work_file(n, genes)
+        gen = run_isolated(
+            "benchmarks.scaling:generate", {"n_spots": n, "n_genes": genes, "path": path}, timeout=args.timeout
+        )
+        print(
+            f"[scaling] generate {n} x {genes}: {gen.get('error') or (gen['wall_s'], gen['peak_rss_mb'])}", flush=True
+        )
+        row = {"n_spots": n, "n_genes": genes, "generate": gen}
+        if "error" not in gen:
+            f = row["senca"] = run_isolated("benchmarks.scaling:senca_path", {"path": path}, timeout=args.timeout)
+            info = f.get("error") or [(s["stage"], s["s"], s["peak_gb"]) for s in f["stages"]]
+            print(f"[scaling] senca {n} x {genes}: {info}", flush=True)
+        out["rows"].append(row)
+        if path not in keep:
+            Path(path).unlink(missing_ok=True)
+        dump_json(out, partial)
+    if keep and args.spacrd:
+        out["spacrd"] = _run_spacrd(args, largest)
+        dump_json(out, partial)
+    if keep and args.ddp:
+        kw = {"path": largest, "train_batches": args.train_batches}
+        out["ddp"] = [
+            run_isolated("benchmarks.scaling:ddp", {**kw, "devices": d}, timeout=args.timeout) for d in (1, 2)
+        ]
+        print(f"[scaling] ddp: {[r.get('error') or (r['devices'], r['spots_per_s']) for r in out['ddp']]}", flush=True)
+    for path in keep:
+        Path(path).unlink(missing_ok=True)
+    feat = run_isolated(
+        "benchmarks.scaling:features", {"n_spots": 300 if args.quick else args.feature_spots}, timeout=args.timeout
+    )
+    print(f"[scaling] features: {feat.get('error') or (feat['spots_per_s'], feat['peak_rss_mb'])}", flush=True)
+    out["features"] = feat
+    out["exponent_total"] = _exponent_of(out["rows"])
     dump_json(out, results / f"{name}.json")
-    (results / f"{name}.partial.json").unlink(missing_ok=True)
+    partial.unlink(missing_ok=True)
     (results / f"{name}.md").write_text(markdown(out))
     if not args.quick and args.results is None:
         figure(out)
@@ -268,95 +430,182 @@ def main(argv=None) -> int:
     return 0
 
 
-def _others(x) -> str:
-    return "–" if x is None else f"{x:.1f}"
+def _work_file(n: int, genes: int, seed: int = 0) -> str:
+    return str(WORK / f"synthetic_{n}x{genes}_s{seed}.h5ad")
+
+
+def _run_spacrd(args, target: str) -> dict:
+    sources, gens = [], []
+    for i in range(4):
+        path = _work_file(100_000, N_GENES, seed=i + 1)
+        kw = {"n_spots": 100_000, "path": path, "seed": i + 1, "library_id": f"source{i + 1}"}
+        gens.append(run_isolated("benchmarks.scaling:generate", kw, timeout=args.timeout))
+        sources.append(path)
+    res: dict = {"generate": gens}
+    if all("error" not in g for g in gens):
+        kw = {"sources": sources, "target": target, "train_batches": args.train_batches}
+        res.update(run_isolated("benchmarks.scaling:spacrd_path", kw, timeout=args.timeout))
+    for path in sources:
+        Path(path).unlink(missing_ok=True)
+    info = res.get("error") or [(s["stage"], s["s"], s["peak_gb"]) for s in res.get("stages", [])]
+    print(f"[scaling] spacrd: {info}", flush=True)
+    return res
+
+
+def _ok(row: dict) -> bool:
+    return "senca" in row and "error" not in row["senca"]
+
+
+def _exponent_of(rows: list[dict]) -> float | None:
+    """Fitted exponent of the whole path's time against spots, from 10,000 spots on, at the default gene panel."""
+    pts = [
+        (r["n_spots"], total_seconds(r["senca"]))
+        for r in rows
+        if _ok(r) and r["n_genes"] == N_GENES and r["n_spots"] >= 10_000
+    ]
+    return exponent(*zip(*pts, strict=True)) if len(pts) >= 2 else None
 
 
 def markdown(out: dict) -> str:
-    cmd = out.get("command") or f"python -m benchmarks.scaling{' --quick' if out['quick'] else ''}"
+    cmd = out.get("command") or "python -m benchmarks.scaling"
     lines = [
         "## Scaling with the number of spots",
         "",
-        f"Command: `{cmd}`. Synthetic Visium-like tissue (`senca.datasets.synthetic`, {out['n_genes']} genes, "
-        f"{out['n_histology']} histology features, hex grid, 6-NN neighbourhoods), SENCA with histology, CPU, one "
-        "thread, batch size 128 (default), 10 % validation split, `seed=0`. Each size runs in its own process: read "
-        "the data, *setup* (`setup_anndata`: 6-NN index; `SENCA(adata)`: principal axes, kernel statistics), train, "
-        "then the default (attention) embedding (*latent*). *Trained*: the whole default schedule "
-        "(`max_epochs=None`: about 300 optimiser steps, at least 10 epochs; early stopping on) or whole epochs "
-        "(every minibatch and the validation pass); rows marked *extrapolated* trained only the first minibatches. "
-        "*Time / epoch*: median over the epochs run, validation included; *step*: mean time of one training "
-        "minibatch (forward, backward, optimiser). *Default fit*: the measured training time of the default "
-        "schedule, or (*est.*) default epochs × time per epoch. *Peak RSS*: the whole process (Python, torch, data, "
-        "model). *Other load*: mean number of cores kept busy by other processes during the fit (the machine has 2 "
-        "and is shared; above 0 the times may be slower than on a quiet machine).",
+        f"Command: `{cmd}`. Synthetic Visium HD-like sections (`senca.datasets.synthetic`: hex grid, 6 regions, "
+        f"{out['depth']:.0f} UMIs per spot on average, {out['n_histology']} histology features), one CPU thread. "
+        "Each size runs in its own process, through the whole default path a user runs: read the `.h5ad` (counts in "
+        '`X`), `SENCA.setup_anndata(adata, image_key="X_histology")` (neighbour index; above 3,000 genes the '
+        "selection of 3,000 inside it), `SENCA(adata)` (principal axes, kernel statistics), `model.train()` with its "
+        "defaults (the number of attention passes, by count splitting), `get_latent_representation()` and "
+        "`senca.tl.regions(adata, n_regions=6)`. *Total*: read to regions (the import of `senca.model`, about 10 s "
+        "once per process, and the simulation are not counted). *ARI*: regions against the simulated ones (a check "
+        "that the path works, not a measure of quality).",
         "",
-        "| spots | simulate (s) | simulate peak RSS (GB) | trained | setup (s) | time / epoch (s) | step (ms) | "
-        "default epochs | default fit (min) | latent (s) | fit peak RSS (GB) | other load (cores) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "Time per stage (seconds) and the whole path:",
+        "",
+        "| spots | genes (used) | median UMIs | simulate | import | read | setup | model | train | latent | regions "
+        "| **total** | µs / spot | ARI |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in out["rows"]:
-        g, f = r["generate"], r.get("fit", {})
-        if "error" in g or "error" in f:
-            lines.append(f"| {r['n_spots']:,} | failed: {(g.get('error') or f.get('error'))[:200]} ||||||||||")
+        g, f = r["generate"], r.get("senca", {})
+        if "error" in g or "error" in f or not f:
+            err = g.get("error") or f.get("error") or "not run"
+            lines.append(f"| {r['n_spots']:,} | {r['n_genes']:,} | failed: {err[:200]} |||||||||||")
             continue
-        if f.get("limit_batches"):
-            ep = f"{f['batches_timed']} of {f['batches_per_epoch']} minibatches"
-            per = f"{f['epoch_s_median']:.1f} (extrapolated)"
-        else:
-            ep = f"default: {f['epochs']} epochs" if f.get("default_schedule") else f"{f['epochs']} whole epoch(s)"
-            per = f"{epoch_time(f):.2f}"
-        if f.get("default_schedule"):
-            default_fit = f"{f['train_s'] / 60:.1f}"
-        else:
-            default_fit = f"{f['default_epochs'] * epoch_time(f) / 60:.1f} (est.)"
-        lat = f"{f['latent_s']:.1f}" if f.get("latent_s") is not None else "not run"
+        total = total_seconds(f)
+        cells = " | ".join(f"{stage(f, s)['s']:.1f}" for s in ("import", *STAGES))
         lines.append(
-            f"| {r['n_spots']:,} | {g['wall_s']:.1f} | {g['peak_rss_mb'] / 1024:.2f} | {ep} | {f['setup_s']:.1f} | "
-            f"{per} | {1000 * f['batch_s_mean']:.0f} | {f['default_epochs']} | {default_fit} | {lat} | "
-            f"{f['peak_rss_mb'] / 1024:.2f} | {_others(f.get('other_cores'))} |"
+            f"| {r['n_spots']:,} | {r['n_genes']:,} ({f['n_genes_used']:,}) | {g['median_umis']:.0f} | "
+            f"{g['wall_s']:.1f} | {cells} | **{total:.0f}** | {1e6 * total / r['n_spots']:.0f} | {f['ari']:.3f} |"
         )
-    loads = [r["fit"]["other_cores"] for r in out["rows"] if r.get("fit", {}).get("other_cores") is not None]
-    if loads and max(loads) >= 0.1:
-        lo, hi = f"{min(loads):.1f}", f"{max(loads):.1f}"
-        span = lo if lo == hi else f"{lo}–{hi}"
-        lines += [
-            "",
-            f"Other processes shared the machine during these fits: they kept {span} of its 2 cores busy "
-            "on average (*other load*); SENCA ran on one thread.",
-        ]
-    b = out["exponent_epoch"]
     lines += [
         "",
-        (
-            f"Fitted exponent of time per epoch vs spots (least squares on log-log): **{b:.2f}** (1 = linear)."
-            if b is not None
-            else ""
-        ),
+        "Peak resident memory per stage (GB, the whole process; the simulator in its own process):",
+        "",
+        "| spots | genes | simulate | read | setup | model | train | latent | regions | **peak** |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    big = [r for r in out["rows"] if "fit" in r and "error" not in r["fit"] and r["n_spots"] >= 500_000]
-    if big:
-        f = big[0]["fit"]
-        verdict = "meets" if f["peak_rss_mb"] <= 8 * 1024 else "misses"
-        how = "extrapolated" if f.get("limit_batches") else "whole epoch, measured"
+    for r in out["rows"]:
+        if not _ok(r) or "error" in r["generate"]:
+            continue
+        f = r["senca"]
+        cells = " | ".join(f"{stage(f, s)['peak_gb']:.2f}" for s in STAGES)
         lines.append(
-            f"Target (500k spots, one epoch, peak RSS <= 8 GB): {verdict} it "
-            f"({f['peak_rss_mb'] / 1024:.2f} GB, {epoch_time(f):.0f} s per epoch, {how})."
+            f"| {r['n_spots']:,} | {r['n_genes']:,} | {r['generate']['peak_rss_mb'] / 1024:.2f} | {cells} | "
+            f"**{peak_gb(f):.2f}** |"
         )
-    feat = out["features"]
+    big = [r for r in out["rows"] if _ok(r) and r["n_spots"] >= 500_000 and r["n_genes"] == N_GENES]
+    lines.append("")
+    if big:
+        f = big[0]["senca"]
+        total, pk = total_seconds(f), peak_gb(f)
+        lines.append(
+            f"Targets at {big[0]['n_spots']:,} spots × {N_GENES:,} genes: whole default path ≤ {TARGET_S / 60:.0f} "
+            f"min — {'met' if total <= TARGET_S else 'missed'} ({total / 60:.1f} min); peak RSS ≤ {TARGET_GB:.0f} GB "
+            f"— {'met' if pk <= TARGET_GB else 'missed'} ({pk:.2f} GB)."
+        )
+    b = out.get("exponent_total")
+    if b is not None:
+        verdict = "met" if b <= TARGET_EXPONENT else "missed"
+        lines.append(
+            f"Fitted exponent of the whole path's time against spots from 10,000 on (least squares on "
+            f"log-log; 1 = linear): **{b:.2f}** (target ≤ {TARGET_EXPONENT}: {verdict})."
+        )
+    lines += _spacrd_markdown(out.get("spacrd"))
+    lines += _ddp_markdown(out.get("ddp"))
+    feat = out.get("features", {})
     if "error" in feat:
         lines += ["", f"Histology features: failed ({feat['error'][:300]})."]
-    else:
+    elif feat:
         lines += [
             "",
-            f"Histology features (`senca.im.extract_features(method='stats')`, 2 context sizes): "
-            f"{feat['n_obs']:,} spots on a {feat['image_shape'][1]}×{feat['image_shape'][0]} px synthetic "
-            f"H&E-like image ({feat['image_mpx']} Mpx) in {feat['wall_s']:.1f} s = **{feat['spots_per_s']:,.0f} "
-            f"spots/s**, peak RSS {feat['peak_rss_mb'] / 1024:.2f} GB (simulating the image took "
-            f"{feat['generate_s']:.0f} s of that process; other load {_others(feat.get('other_cores'))} "
-            "cores).",
+            f"Histology features (`senca.im.extract_features(method='stats')`): {feat['n_obs']:,} spots "
+            f"on a {feat['image_shape'][1]}×{feat['image_shape'][0]} px synthetic H&E-like image "
+            f"({feat['image_mpx']} Mpx) in {feat['wall_s']:.1f} s = **{feat['spots_per_s']:,.0f} spots/s**, "
+            f"peak RSS {feat['peak_rss_mb'] / 1024:.2f} GB.",
         ]
     lines += ["", "Figure: `figures/scaling.png`.", ""]
     return "\n".join(lines)
+
+
+def _spacrd_markdown(sp: dict | None) -> list[str]:
+    if not sp:
+        return []
+    lines = [
+        "",
+        "SpaCRD trained on four 100,000-spot sections and predicting a "
+        f"{sp.get('n_target', 0):,}-spot section, with its defaults (`SpaCRD.setup_anndata(source, "
+        'labels_key=..., sample_key="section", image_key="X_histology")`, `SpaCRD(source)`, `train()`, '
+        "`predict(target)`):",
+        "",
+    ]
+    if "error" in sp:
+        return [*lines, f"failed: {sp['error'][:400]}"]
+    tr = sp["train"]
+    cells = [f"{stage(sp, s)['s']:.1f}" for s in SPACRD_STAGES]
+    cells[SPACRD_STAGES.index("train")] = f"{tr['default_s_est'] / 60:.0f} min (est.)"
+    total = total_seconds(sp, SPACRD_STAGES) - stage(sp, "train")["s"] + tr["default_s_est"]
+    pk = peak_gb(sp, SPACRD_STAGES)
+    lines += [
+        "| | " + " | ".join(SPACRD_STAGES) + " | **total** |",
+        "|---|" + "---|" * (len(SPACRD_STAGES) + 1),
+        "| time (s) | " + " | ".join(cells) + f" | **{total / 60:.0f} min** (est.) |",
+        "| peak RSS (GB) | "
+        + " | ".join(f"{stage(sp, s)['peak_gb']:.2f}" for s in SPACRD_STAGES)
+        + f" | **{pk:.2f}** |",
+        "",
+        f"*Train*: its default schedule ({tr['align']} alignment and {tr['detect']} detection epochs of "
+        f"{tr['steps_per_epoch']:,} minibatches of {tr['batch_size']} spots) extrapolated from "
+        f"{tr['align_batches_timed']} + {tr['detect_batches_timed']} timed minibatches "
+        f"({1000 * tr['align_step_s']:.0f} and {1000 * tr['detect_step_s']:.0f} ms each); the other stages ran in "
+        "full. "
+        f"Targets (≤ {TARGET_S / 60:.0f} min, ≤ {TARGET_GB:.0f} GB): time "
+        f"{'met' if total <= TARGET_S else 'missed'}, memory {'met' if pk <= TARGET_GB else 'missed'}. Target AUC "
+        f"against the simulated cancer regions (after a one-epoch fit): {sp['auc']:.3f}.",
+    ]
+    return lines
+
+
+def _ddp_markdown(dd: list[dict] | None) -> list[str]:
+    if not dd:
+        return []
+    ok = [d for d in dd if "error" not in d]
+    if len(ok) != 2:
+        return ["", f"DDP: failed ({'; '.join(d.get('error', '')[:200] for d in dd)})."]
+    one, two = ok
+    rates = ", ".join(
+        f"{name} {one['spots_per_s'][name]:,.0f} → {two['spots_per_s'][name]:,.0f} spots/s"
+        for name in ("align", "detect")
+        if name in one["spots_per_s"] and name in two["spots_per_s"]
+    )
+    return [
+        "",
+        f'DDP (Lightning, CPU, gloo, `strategy="ddp_notebook"`): SpaCRD trained on the {one["n_obs"]:,}-spot '
+        f"section, its first minibatches of each stage on 1 and on 2 processes (one thread each, the 2 shared "
+        f"cores): {rates} (training steps of 64 spots per process). Peak RSS {one['peak_gb_main']:.2f} GB on 1 "
+        f"process; {two['peak_gb_main']:.2f} GB (main) and {two['peak_gb_worker']:.2f} GB (largest worker) on 2.",
+    ]
 
 
 def figure(out: dict) -> None:
@@ -365,30 +614,37 @@ def figure(out: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [r for r in out["rows"] if "fit" in r and "error" not in r["fit"]]
+    ok = [r for r in out["rows"] if _ok(r) and r["n_genes"] == N_GENES]
     if not ok:
         return
     n = np.array([r["n_spots"] for r in ok], float)
-    ep = np.array([epoch_time(r["fit"]) for r in ok], float)
-    rss = np.array([r["fit"]["peak_rss_mb"] / 1024 for r in ok], float)
-    grss = np.array([r["generate"]["peak_rss_mb"] / 1024 for r in ok], float)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     ax = axes[0]
-    ax.loglog(n, ep, "o-", label="SENCA, time per epoch")
-    ax.loglog(n, ep[0] * n / n[0], "k--", lw=0.8, label="linear")
+    for s in STAGES:
+        ax.loglog(n, np.maximum([stage(r["senca"], s)["s"] for r in ok], 1e-2), "o-", ms=3, lw=1, label=s)
+    tot = np.array([total_seconds(r["senca"]) for r in ok])
+    ax.loglog(n, tot, "ko-", lw=2, label="total")
+    ax.axhline(TARGET_S, color="r", ls=":", lw=1, label="10 min")
     ax.set_xlabel("spots")
-    ax.set_ylabel("seconds per epoch (1 CPU thread)")
-    b = out["exponent_epoch"]
-    ax.set_title(f"time per epoch, exponent {b:.2f}" if b is not None else "time per epoch")
-    ax.legend(fontsize=8)
+    ax.set_ylabel("seconds (1 CPU thread)")
+    ax.set_title("default path, stage by stage")
+    ax.legend(fontsize=7, ncol=2)
     ax = axes[1]
-    ax.semilogx(n, rss, "o-", label="SENCA fit (whole process)")
-    ax.semilogx(n, grss, "s-", label="simulator")
-    ax.axhline(8, color="r", ls=":", label="8 GB target")
+    ax.semilogx(n, 1e6 * tot / n, "ko-")
+    b = out.get("exponent_total")
+    ax.set_title(f"cost per spot (exponent {b:.2f} from 10k)" if b is not None else "cost per spot")
+    ax.set_xlabel("spots")
+    ax.set_ylabel("µs per spot, whole path")
+    ax.set_ylim(bottom=0)
+    ax = axes[2]
+    for s in STAGES:
+        ax.semilogx(n, [stage(r["senca"], s)["peak_gb"] for r in ok], "o-", ms=3, lw=1, label=s)
+    ax.semilogx(n, [r["generate"]["peak_rss_mb"] / 1024 for r in ok], "s--", ms=3, lw=1, label="simulator")
+    ax.axhline(TARGET_GB, color="r", ls=":", lw=1, label="8 GB")
     ax.set_xlabel("spots")
     ax.set_ylabel("peak RSS (GB)")
-    ax.set_title("peak memory")
-    ax.legend(fontsize=8)
+    ax.set_title("peak memory per stage")
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     FIGURES.mkdir(parents=True, exist_ok=True)
     fig.savefig(FIGURES / "scaling.png", dpi=120)

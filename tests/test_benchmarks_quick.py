@@ -71,37 +71,40 @@ def test_regions_quick_on_a1_caches_and_reports(senca_data_dir, tmp_path, monkey
     assert f"{run['ari']:.3f}" in md
 
 
-def test_scaling_fit_and_features_in_process(tmp_path):
-    """The scaling children on a tiny tissue: epoch timing from minibatch times, latent, histology throughput."""
+def test_scaling_stages_in_process(tmp_path):
+    """The scaling children on a tiny tissue: every stage of the default path timed with its memory, the report."""
     pytest.importorskip("senca.model")
     path = tmp_path / "syn.h5ad"
-    gen = scaling.generate(300, str(path))
-    assert gen["n_obs"] == 300
-    assert path.exists()
-    fit = scaling.fit(str(path), max_epochs=1)
-    assert fit["epochs"] == 1
-    assert fit["batches_timed"] == fit["batches_per_epoch"] == 3  # ceil(0.9 * 300 / 128)
-    assert fit["epoch_s_median"] > 0
-    assert fit["epoch_s_measured"] > 0
-    assert not fit["default_schedule"]
-    assert scaling.epoch_time(fit) == fit["epoch_s_measured"]
-    assert fit["latent_s"] is not None
-    assert fit["latent_s"] >= 0
+    gen = scaling.generate(300, str(path), n_genes=200)
+    assert (gen["n_obs"], gen["n_vars"]) == (300, 200)
+    assert 300 < gen["median_umis"] < 800  # the sections' depth, 500 UMIs per spot on average
+    fit = scaling.senca_path(str(path))
+    assert [s["stage"] for s in fit["stages"]] == ["import", *scaling.STAGES]
+    assert all(s["s"] >= 0 and 0.1 < s["peak_gb"] < 8 for s in fit["stages"])
+    assert fit["n_genes_used"] == 200
+    assert fit["passes"] >= 1
+    assert fit["ari"] > 0.5  # the path finds the simulated regions
+    assert scaling.total_seconds(fit) == pytest.approx(sum(s["s"] for s in fit["stages"][1:]))
+    tr = scaling._spacrd_schedule({"align": [1.0] * 6, "detect": [2.0, 2.0, 0.5, 0.5, 0.5]}, 640)
+    assert tr["steps_per_epoch"] == 10
+    assert tr["default_s_est"] == pytest.approx(15 * 10 * 1.0 + 30 * 10 * 0.5)  # first two minibatches skipped
     feat = scaling.features(200)
     assert feat["n_obs"] == 200
     assert feat["spots_per_s"] > 0
-    assert feat["n_features"] > 0
     assert scaling.exponent([1e3, 1e4, 1e5], [1.0, 10.0, 100.0]) == pytest.approx(1.0)
+    big = {**fit, "stages": [{**s, "peak_gb": 9.0} if s["stage"] == "model" else s for s in fit["stages"]]}
     out = {
         "quick": True,
-        "n_genes": 200,
+        "depth": 500.0,
         "n_histology": 32,
         "features": {**feat, "peak_rss_mb": 500.0},
-        "rows": [{"n_spots": 300, "generate": {**gen, "peak_rss_mb": 400.0}, "fit": {**fit, "peak_rss_mb": 600.0}}],
-        "exponent_epoch": None,
+        "rows": [
+            {"n_spots": 300, "n_genes": 200, "generate": {**gen, "peak_rss_mb": 400.0}, "senca": fit},
+            {"n_spots": 500_000, "n_genes": 2000, "generate": {**gen, "peak_rss_mb": 400.0}, "senca": big},
+        ],
     }
+    out["exponent_total"] = scaling._exponent_of(out["rows"])
     md = scaling.markdown(out)
-    assert "| 300 |" in md
-    assert "1 whole epoch(s)" in md
-    assert "(est.)" in md
+    assert "| 300 | 200 (200) |" in md
+    assert "peak RSS ≤ 8 GB — missed (9.00 GB)" in md
     assert "spots/s" in md

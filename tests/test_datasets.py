@@ -416,3 +416,23 @@ def test_registry_matches_dims_list(senca_data_dir):
             continue
         assert local.stat().st_size == size, path
     _fetch.verify(senca_data_dir / "her2st/ST-imgs/C/C2/5714_HE_BT_C2.jpg", "her2st/ST-imgs/C/C2/5714_HE_BT_C2.jpg")
+
+
+def test_synthetic_counts_stream_in_chunks_without_changing_the_draw():
+    """The simulator builds its counts chunk by chunk: any chunking gives the counts of one dense draw."""
+    from senca.datasets._synthetic import _negative_binomial_counts
+
+    rng = np.random.default_rng(0)
+    profile = rng.dirichlet(np.ones(300), size=3)
+    programme = rng.integers(0, 3, size=1000)
+    library = rng.lognormal(np.log(500), 0.3, size=1000)
+    dense = np.random.default_rng(1).negative_binomial(5.0, 5.0 / (5.0 + profile[programme] * library[:, None]))
+    for chunk in (7 * 300, 1000 * 300, 10**7):
+        x = _negative_binomial_counts(profile, programme, library, 5.0, np.random.default_rng(1), chunk_draws=chunk)
+        assert sp.isspmatrix_csr(x)
+        assert x.dtype == np.float32
+        assert x.has_canonical_format
+        np.testing.assert_array_equal(x.toarray(), dense)
+    adata = senca.datasets.synthetic(n_spots=500, n_genes=40, seed=0)
+    assert adata.X is not adata.layers["counts"]  # a copy: editing X leaves the counts alone
+    assert (adata.X != adata.layers["counts"]).nnz == 0

@@ -247,6 +247,128 @@ def test_read_visium_errors(tmp_path):
         senca.io.read_visium(tmp_path / "outs")
 
 
+def _write_visium_hd(root, n_rows=20, n_cols=30, n_genes=60, seed=0, prefix="hd1_"):
+    """A Space Ranger Visium HD ``outs/`` folder in the real layout: feature slice, 8 and 16 µm bins.
+
+    ``binned_outputs/square_008um/`` and ``square_016um/`` each hold ``filtered_feature_bc_matrix.h5`` (CellRanger
+    v3), ``spatial/tissue_positions.parquet`` and ``spatial/scalefactors_json.json``; ``spatial/`` holds the tissue
+    images, painted by region. The 8 µm counts are those of ``senca.datasets.synthetic`` on a square grid of bins.
+    """
+    adata = senca.datasets.synthetic(n_spots=n_rows * n_cols, n_genes=n_genes, n_regions=3, layout="stripes",
+                                     mean_library_size=300, seed=seed)  # fmt: skip
+    micron_per_px, hires, lowres = 0.25, 0.1, 0.025
+    rows = adata.obs["array_row"].to_numpy() + 2  # the simulator's grid, as bins; the slide's grid has margins
+    cols = adata.obs["array_col"].to_numpy()
+    region = adata.obs["region"].cat.codes.to_numpy()
+    (root / "spatial").mkdir(parents=True)
+    with h5py.File(root / f"{prefix}feature_slice.h5", "w") as f:
+        layout = {"file_format": "1.0", "transform": [1, 0, 0, 0, 1, 0, 0, 0, 1]}
+        f.attrs["metadata_json"] = json.dumps({"hd_layout_json": json.dumps(layout)})
+    pitch = 8.0 / micron_per_px
+    size = (int((rows.max() + 3) * pitch), int((cols.max() + 3) * pitch))  # full-resolution pixels (height, width)
+    for name, scale in (("hires", hires), ("lowres", lowres)):
+        img = np.full((int(size[0] * scale), int(size[1] * scale), 3), 245, dtype=np.uint8)
+        colours = np.array([[230, 150, 200], [110, 60, 160], [200, 120, 170]], dtype=np.uint8)
+        r0, c0 = (rows * pitch * scale).astype(int), (cols * pitch * scale).astype(int)
+        w = max(1, int(pitch * scale))
+        for r, c, k in zip(r0, c0, region, strict=True):
+            img[r : r + w, c : c + w] = colours[k]
+        Image.fromarray(img).save(root / "spatial" / f"tissue_{name}_image.png")
+    truth = {}
+    for um in (8, 16):
+        f = um // 8  # 16 µm bins sum 2 x 2 bins of 8 µm
+        key = np.c_[rows // f, cols // f]
+        uniq, group = np.unique(key, axis=0, return_inverse=True)
+        counts = (sp.csr_matrix((np.ones(adata.n_obs), (group.ravel(), np.arange(adata.n_obs)))) @ adata.X).tocsr()
+        barcodes = np.array([f"s_{um:03d}um_{r:05d}_{c:05d}-1" for r, c in uniq])
+        folder = root / "binned_outputs" / f"square_{um:03d}um"
+        (folder / "spatial").mkdir(parents=True)
+        off = np.c_[np.arange(2), np.arange(2)]  # two bins outside the tissue, listed in the positions only
+        all_rc = np.r_[uniq, off]
+        centre = (all_rc + 0.5) * pitch * f
+        pd.DataFrame(
+            {
+                "barcode": np.r_[barcodes, [f"s_{um:03d}um_off{i}-1" for i in range(2)]],
+                "in_tissue": np.r_[np.ones(len(uniq), int), np.zeros(2, int)],
+                "array_row": all_rc[:, 0],
+                "array_col": all_rc[:, 1],
+                "pxl_row_in_fullres": centre[:, 0],
+                "pxl_col_in_fullres": centre[:, 1],
+            }
+        ).to_parquet(folder / "spatial" / "tissue_positions.parquet", index=False)
+        scalefactors = {
+            "spot_diameter_fullres": um / micron_per_px,
+            "bin_size_um": float(um),
+            "microns_per_pixel": micron_per_px,
+            "regist_target_img_scalef": hires,
+            "tissue_lowres_scalef": lowres,
+            "fiducial_diameter_fullres": 100.0,
+            "tissue_hires_scalef": hires,
+        }
+        (folder / "spatial" / "scalefactors_json.json").write_text(json.dumps(scalefactors))
+        m = sp.csc_matrix(counts.T.astype(np.int32))  # genes x barcodes
+        with h5py.File(folder / "filtered_feature_bc_matrix.h5", "w") as h:
+            g = h.create_group("matrix")
+            g.create_dataset("barcodes", data=barcodes.astype("S"))
+            g.create_dataset("data", data=m.data)
+            g.create_dataset("indices", data=m.indices)
+            g.create_dataset("indptr", data=m.indptr)
+            g.create_dataset("shape", data=np.array(m.shape, dtype=np.int32))
+            feat = g.create_group("features")
+            feat.create_dataset("id", data=np.array([f"ENSG{i:011d}" for i in range(n_genes)], dtype="S"))
+            feat.create_dataset("name", data=np.array([f"GENE{i}" for i in range(n_genes)], dtype="S"))
+            feat.create_dataset("feature_type", data=np.array(["Gene Expression"] * n_genes, dtype="S"))
+            feat.create_dataset("genome", data=np.array(["GRCh38"] * n_genes, dtype="S"))
+            feat.create_dataset("_all_tag_keys", data=np.array(["genome"], dtype="S"))
+        truth[um] = {"barcodes": barcodes, "counts": counts, "xy": centre[: len(uniq), ::-1]}
+    truth["region"] = pd.Series(adata.obs["region"].to_numpy(), index=truth[8]["barcodes"])
+    return truth
+
+
+def test_read_visium_hd_and_setup_at_8um(tmp_path):
+    """A Visium HD folder in Space Ranger's layout reads at the 8 µm bins, sets up from SpatialData, finds regions."""
+    from sklearn.metrics import adjusted_rand_score
+
+    truth = _write_visium_hd(tmp_path / "outs")
+    sdata = senca.io.read_visium_hd(tmp_path / "outs")
+    assert set(sdata.tables) == {"square_008um"}
+    assert {"hd1_hires_image", "hd1_lowres_image", "hd1_square_008um"} <= set(sdata.images) | set(sdata.shapes)
+    table = sdata.tables["square_008um"]
+    assert list(table.obs_names) == list(truth[8]["barcodes"])  # the bins under tissue, in the matrix's order
+    assert sp.issparse(table.X)
+    assert table.X.dtype == np.float32
+    assert (table.X != truth[8]["counts"]).nnz == 0
+    np.testing.assert_allclose(table.obsm["spatial"], truth[8]["xy"])  # (x, y) bin centres, full-res pixels
+    assert table.obs["section"].unique().tolist() == ["hd1"]
+
+    senca.model.SENCA.setup_spatialdata(sdata, table_key="square_008um", image_key="hd1_hires_image")
+    assert table.obsm["X_histology"].shape[0] == table.n_obs
+    assert np.isfinite(table.obsm["X_histology"]).all()
+    model = senca.model.SENCA(sdata, n_latent=4)
+    table.obsm["X_senca"] = model.get_latent_representation()
+    senca.tl.regions(table, n_regions=3)
+    assert adjusted_rand_score(truth["region"][table.obs_names], table.obs["senca_region"]) > 0.8  # 0.89-0.92 measured
+
+    (tmp_path / "outs" / "hd1_feature_slice.h5").rename(tmp_path / "outs" / "feature_slice.h5")  # unprefixed
+    coarse = senca.io.read_visium_hd(tmp_path / "outs", bin_size=16, dataset_id="other")
+    assert (coarse.tables["square_016um"].X != truth[16]["counts"]).nnz == 0
+    assert coarse.tables["square_016um"].n_obs < table.n_obs
+    assert "other_hires_image" in coarse.images
+
+
+def test_read_visium_hd_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        senca.io.read_visium_hd(tmp_path / "nope")
+    _write_visium_hd(tmp_path / "outs", n_rows=6, n_cols=6)
+    with pytest.raises(FileNotFoundError, match=r"No square_002um bins .*square_008um.*square_016um"):
+        senca.io.read_visium_hd(tmp_path / "outs", bin_size=2)
+    with pytest.raises(ValueError, match="pass dataset_id='hd1'"):
+        senca.io.read_visium_hd(tmp_path / "outs", dataset_id="other")
+    (tmp_path / "outs" / "hd1_feature_slice.h5").unlink()
+    with pytest.raises(FileNotFoundError, match="feature_slice.h5"):
+        senca.io.read_visium_hd(tmp_path / "outs")
+
+
 def test_io_and_datasets_import_no_heavy_stack():
     """senca.io and senca.datasets stay light: no scvi-tools, Lightning, torch, squidpy or spatialdata on import."""
     code = (

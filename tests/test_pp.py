@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
@@ -133,3 +135,88 @@ def test_senca_library_key_changes_normalisation():
     adata.obs["bad"] = 0.0
     with pytest.raises(ValueError, match="positive"):
         senca.model.SENCA.setup_anndata(adata, layer="counts", library_key="bad")
+
+
+def _thinned(adata, fraction: float, seed: int = 0):
+    """``adata`` with every count kept with probability ``fraction`` (binomial thinning), empty spots dropped."""
+    x = adata.layers["counts"].tocsr().copy()
+    x.data = np.random.default_rng(seed).binomial(x.data.astype(np.int64), fraction).astype(np.float32)
+    x.eliminate_zeros()
+    out = adata.copy()
+    out.X, out.layers["counts"] = x, x.copy()
+    return out[np.asarray(x.sum(1)).ravel() > 0].copy()
+
+
+def test_gene_selection_on_shallow_counts_falls_back_without_loess():
+    """At tens of UMIs per spot seurat_v3's loess breaks; the dispersion flavour takes over, with a warning."""
+    from sklearn.metrics import adjusted_rand_score
+
+    deep = senca.datasets.synthetic(n_spots=400, n_genes=3000, mean_library_size=700, seed=0)
+    shallow = senca.datasets.synthetic(n_spots=400, n_genes=3000, mean_library_size=20, seed=0)
+    assert np.median(np.asarray(shallow.layers["counts"].sum(1))) < 25
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # deep data: seurat_v3 as ever, no warning
+        senca.model.SENCA.setup_anndata(deep, layer="counts", image_key="X_histology", n_top_genes=1000)
+    with pytest.warns(UserWarning, match=r"loess fit .*median 2\d UMIs per spot.*flavor='seurat'"):
+        senca.model.SENCA.setup_anndata(shallow, layer="counts", image_key="X_histology", n_top_genes=1000)
+    for adata in (deep, shallow):
+        manager = senca.model.SENCA._get_most_recent_anndata_manager(adata)
+        assert len(manager.registry["setup_args"]["genes"]) == 1000
+        adata.obsm["X_senca"] = senca.model.SENCA(adata).get_latent_representation()
+        senca.tl.regions(adata, n_regions=4)
+        assert adjusted_rand_score(adata.obs["region"], adata.obs["senca_region"]) > 0.8
+    with pytest.warns(UserWarning, match="loess"):
+        hvg = senca.pp.select_genes(shallow, n_top_genes=1000, overwrite=True)
+    assert hvg.n_vars == 1000
+    assert np.isfinite(hvg.var["highly_variable_rank"]).all()
+
+
+def test_gene_selection_on_thinned_her2st(senca_data_dir):
+    """her2st thinned to 0.02x and 0.1x (29 and 675 median UMIs per spot) broke seurat_v3 in every case tried."""
+    cases = {"B1": 0.02, "D1": 0.1}
+    for section, fraction in cases.items():
+        adata = _thinned(senca.datasets.her2st(section, image=None, data_dir=senca_data_dir, download=False), fraction)
+        depth = np.median(np.asarray(adata.layers["counts"].sum(1)))
+        assert 20 <= depth <= 700
+        with pytest.warns(UserWarning, match="loess"):
+            senca.model.SENCA.setup_anndata(adata, layer="counts")
+        manager = senca.model.SENCA._get_most_recent_anndata_manager(adata)
+        genes = manager.registry["setup_args"]["genes"]
+        assert len(genes) == 3000
+        assert set(genes) <= set(adata.var_names)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # no image: expression-only mode
+            z = senca.model.SENCA(adata).get_latent_representation()
+        assert z.shape[0] == adata.n_obs
+        assert np.isfinite(z).all()
+
+
+def test_spacrd_gene_features_are_computed_row_by_row():
+    """SpaCRD's standardised genes come from the sparse counts on demand, equal to the dense computation."""
+    import scipy.sparse as sp
+
+    from senca.pp._section_features import SectionGenes, gene_features
+
+    a = senca.datasets.synthetic(n_spots=300, n_genes=80, seed=0, library_id="a")
+    b = senca.datasets.synthetic(n_spots=200, n_genes=80, seed=1, library_id="b", mean_library_size=800)
+    both = senca.pp.concat_sections([a, b], min_shared_genes=80)
+    counts, groups = both.layers["counts"], both.obs["section"].to_numpy()
+    genes = [*both.var_names[::2], "absent"]
+    dense = np.log1p(counts[:, ::2].toarray().astype(np.float64) * (1e4 / np.asarray(counts.sum(1)).astype(np.float64)))
+    dense = np.c_[dense, np.zeros(len(dense))]
+    for method in ("zscore", "minmax"):
+        x = gene_features(sp.csr_matrix(counts), both.var_names, genes, groups, method)
+        assert isinstance(x, SectionGenes)
+        assert x.shape == (500, 41)
+        expected = np.zeros_like(dense, dtype=np.float32)
+        for g in ("a", "b"):
+            rows = groups == g
+            d = dense[rows]
+            lo, spread = (d.mean(0), d.std(0)) if method == "zscore" else (d.min(0), d.max(0) - d.min(0))
+            expected[rows] = np.clip((d - lo) / np.where(spread > 1e-6, spread, np.inf), -10, 10)
+        np.testing.assert_array_equal(np.asarray(x), expected)  # the same values, to the last bit
+        idx = np.random.default_rng(0).integers(0, 500, (20, 7))
+        np.testing.assert_array_equal(x[idx], expected[idx])  # neighbourhoods, as loaders gather them
+        np.testing.assert_array_equal(x[10:30], expected[10:30])
+        np.testing.assert_array_equal(x[groups == "b"], expected[groups == "b"])
+    assert np.all(np.asarray(x)[:, -1] == 0)  # a gene the data lacks is 0

@@ -82,6 +82,81 @@ def registered_library(adata_manager: AnnDataManager) -> np.ndarray | None:
     return np.asarray(adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY).sum(1), dtype=np.float64).ravel()
 
 
+def _checked_index(adata_manager: AnnDataManager, neighbor_key: str = REGISTRY_KEYS.NEIGHBOR_KEY) -> np.ndarray:
+    """The registered ``(n_obs, k)`` neighbour index, after checking that it belongs to this AnnData."""
+    nbr = np.asarray(adata_manager.get_from_registry(neighbor_key))
+    n_obs = adata_manager.adata.n_obs
+    if nbr.ndim != 2 or nbr.shape[0] != n_obs:
+        raise ValueError(f"The neighbour index must have shape (n_obs, k) = ({n_obs}, k); got {nbr.shape}.")
+    if nbr.min() < 0 or nbr.max() >= n_obs or not np.array_equal(nbr[:, 0], np.arange(n_obs)):
+        raise ValueError(
+            "The neighbour index does not match this AnnData (out-of-range rows, or column 0 is not the "
+            "spot itself): it is stale, e.g. the data were subset after setup. Call the model's "
+            "setup_anndata on this AnnData again."
+        )
+    return nbr
+
+
+def model_rows(
+    adata_manager: AnnDataManager, rows: np.ndarray | None = None, batch_size: int = 4096, dense: bool = True
+) -> Iterator[tuple[np.ndarray | sp.csr_matrix, np.ndarray | None]]:
+    """The model's genes of the registered counts, block by block, with each spot's normalising library.
+
+    Every spot's own row, read straight from the registered (sparse) counts in blocks of ``batch_size`` spots and
+    densified one block at a time: for whole-data passes (principal axes, the region embedding), where a
+    :class:`NeighborhoodDataLoader` would gather and densify each spot's k neighbours too. A registered neighbour
+    index is checked as the loader checks it (a stale one raises).
+
+    Parameters
+    ----------
+    adata_manager
+        Manager of an AnnData set up by a senca model.
+    rows
+        Rows to read, in this order (default: all, in order).
+    batch_size
+        Spots per block.
+    dense
+        Densify each block; ``False`` leaves sparse counts sparse (CSR).
+
+    Returns
+    -------
+    Iterator of ``(counts, library)``: float32 ``(B, n_model_genes)`` and float32 ``(B,)`` (``None`` when the
+    library is the row sum of the counts themselves, see :func:`registered_library`).
+
+    Examples
+    --------
+    >>> import senca
+    >>> from senca.data._loader import model_rows
+    >>> adata = senca.datasets.synthetic(n_spots=200, seed=0)
+    >>> senca.model.SENCA.setup_anndata(adata, image_key="X_histology")
+    >>> manager = senca.model.SENCA._get_most_recent_anndata_manager(adata)
+    >>> [x.shape for x, _ in model_rows(manager, batch_size=128)]
+    [(128, 200), (72, 200)]
+    """
+    if REGISTRY_KEYS.NEIGHBOR_KEY in adata_manager.data_registry:  # a stale index means stale data: say so here too
+        _checked_index(adata_manager)
+    counts = adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+    pos = model_gene_positions(adata_manager)
+    library = registered_library(adata_manager)
+    rows = np.arange(counts.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+    if sp.issparse(counts) and counts.format != "csr":
+        counts = counts.tocsr()
+    for start in range(0, len(rows), int(batch_size)):
+        take = rows[start : start + int(batch_size)]
+        if len(take) and take[-1] - take[0] == len(take) - 1 and (np.diff(take) == 1).all():
+            block = counts[int(take[0]) : int(take[-1]) + 1]  # a contiguous slice: no fancy-index copy
+        else:
+            block = counts[take]
+        if pos is not None:
+            block = block[:, pos]
+        if sp.issparse(block):
+            block = block.toarray() if dense else sp.csr_matrix(block, dtype=np.float32)
+        yield (
+            block if sp.issparse(block) else np.asarray(block, dtype=np.float32),
+            None if library is None else library[take].astype(np.float32),
+        )
+
+
 class NeighborhoodDataLoader(AnnDataLoader):
     """An :class:`~scvi.dataloaders.AnnDataLoader` whose batches also carry every spot's neighbourhood.
 
@@ -117,7 +192,8 @@ class NeighborhoodDataLoader(AnnDataLoader):
     features
         Per-spot features the model derived from the registry (``{name: (n_obs, ...) array}``, e.g. SpaCRD's
         standardised genes under :data:`senca.data.FEATURE_KEYS`), gathered like registered arrays into
-        ``batch[neighbor_key(name)]``.
+        ``batch[neighbor_key(name)]``. An array-like that computes its rows when indexed (``shape`` and row
+        indexing) is read row by row, never materialised.
     **kwargs
         Passed to :class:`~scvi.dataloaders.AnnDataLoader`.
 
@@ -179,20 +255,8 @@ class NeighborhoodDataLoader(AnnDataLoader):
         library = registered_library(adata_manager) if REGISTRY_KEYS.LIBRARY_KEY in gather_keys else None
         if library is not None:  # (B, k): the normalisation of the gathered counts
             self.banks[REGISTRY_KEYS.LIBRARY_KEY] = _RowBank(library.astype(np.float32), REGISTRY_KEYS.LIBRARY_KEY)
-        self.banks.update(
-            {name: _RowBank(np.asarray(arr, dtype=np.float32), name) for name, arr in (features or {}).items()}
-        )
-        nbr = np.asarray(adata_manager.get_from_registry(neighbor_key))
-        n_obs = adata_manager.adata.n_obs
-        if nbr.ndim != 2 or nbr.shape[0] != n_obs:
-            raise ValueError(f"The neighbour index must have shape (n_obs, k) = ({n_obs}, k); got {nbr.shape}.")
-        if nbr.min() < 0 or nbr.max() >= n_obs or not np.array_equal(nbr[:, 0], np.arange(n_obs)):
-            raise ValueError(
-                "The neighbour index does not match this AnnData (out-of-range rows, or column 0 is not the "
-                "spot itself): it is stale, e.g. the data were subset after setup. Call the model's "
-                "setup_anndata on this AnnData again."
-            )
-        self.n_neighbors = nbr.shape[1]
+        self.banks.update({name: _RowBank(_float32_rows(arr), name) for name, arr in (features or {}).items()})
+        self.n_neighbors = _checked_index(adata_manager, neighbor_key).shape[1]
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         for batch in super().__iter__():
@@ -234,11 +298,25 @@ def gather_neighborhoods(
     >>> batch["f_nbr"].shape
     torch.Size([2, 2, 3])
     """
-    idx = torch.from_numpy(np.asarray(nbr, dtype=np.int64))
+    nbr = np.asarray(nbr, dtype=np.int64)
+    idx = torch.from_numpy(nbr)
     batch = {REGISTRY_KEYS.NEIGHBOR_KEY: idx.to(device)}
     for name, arr in features.items():
-        batch[neighbor_key(name)] = torch.from_numpy(np.asarray(arr, dtype=np.float32))[idx].to(device)
+        arr = _float32_rows(arr)
+        rows = torch.from_numpy(arr)[idx] if isinstance(arr, np.ndarray) else torch.from_numpy(np.asarray(arr[nbr]))
+        batch[neighbor_key(name)] = rows.to(device)
     return batch
+
+
+def _float32_rows(arr):
+    """A feature array as float32 numpy, or as it is when it computes its rows on demand (row indexing, ``shape``).
+
+    Such features (e.g. :class:`senca.pp._section_features.SectionGenes`) are never materialised whole: loaders read
+    them row by row.
+    """
+    if isinstance(arr, np.ndarray) or not (hasattr(arr, "shape") and hasattr(arr, "__getitem__")):
+        return np.asarray(arr, dtype=np.float32)
+    return arr
 
 
 class NeighborhoodDataSplitter(DataSplitter):

@@ -60,7 +60,8 @@ def linear_adapt(x: np.ndarray, pseudo: np.ndarray, groups: np.ndarray, base: np
         if len(np.unique(pseudo[fit])) < 2:
             continue
         clf = LogisticRegression(C=1.0, max_iter=2000).fit(x[fit], pseudo[fit])
-        out[rows] = clf.decision_function(x[rows])
+        # in blocks: x may compute its rows on demand (SectionGenes), and a whole large section would be densified
+        out[rows] = np.concatenate([clf.decision_function(x[b]) for b in np.array_split(rows, -(-len(rows) // 8192))])
     return out
 
 

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 import torch
 
 from senca.data import REGISTRY_KEYS
-from senca.data._loader import model_gene_positions, registered_library
+from senca.data._loader import model_gene_positions, model_rows, registered_library
 from senca.module._senca import SENCAModule
 
 #: Histology tokens: principal axes of the standardised histology features kept by the image head.
@@ -70,26 +70,52 @@ def read_expression(manager, module: SENCAModule) -> torch.Tensor:
 def fit_pca(manager, n_pcs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gene means, ``(n_genes, n_pcs)`` principal axes and component variances of the log-normalised counts.
 
-    Sparse counts stay sparse.
+    Exact PCA, the counts read block by block (:func:`senca.data._loader.model_rows`) and sparse blocks log-normalised
+    while sparse. With more spots than genes, from the genes x genes covariance, accumulated block by block around a
+    provisional centre (the first block's mean, so that no precision is lost to cancellation) in float32 products
+    summed in float64: memory is one dense block plus the covariance, never a spots x genes matrix, and the cost is
+    linear in the spots. With fewer spots than genes (a legacy-ST section), from the float64 SVD of the centred
+    spots x genes matrix. Axes are signed as scikit-learn signs them (the largest loading of each positive);
+    variances are scikit-learn's ``explained_variance_`` (``n - 1`` in the denominator).
     """
-    from sklearn.decomposition import PCA
+    from scipy.linalg import eigh, svd
 
-    counts = manager.get_from_registry(REGISTRY_KEYS.X_KEY)
     pos = model_gene_positions(manager)
-    counts = counts if pos is None else counts[:, pos]
-    library = registered_library(manager)
-    # log_normalise on a sparse matrix, in float64: PCA's centring would densify the log of every zero otherwise
-    if sp.issparse(counts):
-        x = sp.csr_matrix(counts, dtype=np.float64)
-        lib = np.asarray(x.sum(1)).ravel() if library is None else library
-        x = sp.diags(1e4 / np.maximum(lib, 1.0)) @ x
-        x.data = np.log1p(x.data)
+    n_obs, n_genes = manager.adata.n_obs, manager.adata.n_vars if pos is None else len(pos)
+    small = n_obs <= n_genes
+    dtype = np.float64 if small else np.float32
+    blocks = (_log_normalise(x, lib, dtype) for x, lib in model_rows(manager, dense=False))
+    if small:
+        x = np.concatenate(list(blocks))
+        mean = x.mean(0)
+        _, s, vt = svd(x - mean, full_matrices=False)
+        variance, axes = s[:n_pcs] ** 2 / max(n_obs - 1, 1), vt[:n_pcs].T
     else:
-        x = np.asarray(counts, dtype=np.float64)
-        lib = x.sum(1) if library is None else library
-        x = np.log1p(1e4 * x / np.maximum(lib[:, None], 1.0))
-    pca = PCA(n_components=n_pcs, svd_solver="arpack", random_state=0).fit(x)
-    return np.asarray(pca.mean_).ravel(), pca.components_.T.copy(), np.asarray(pca.explained_variance_)
+        centre, total, second = None, np.zeros(n_genes), np.zeros((n_genes, n_genes))
+        for x in blocks:
+            centre = x.mean(0) if centre is None else centre
+            total += x.sum(0, dtype=np.float64)
+            xc = x - centre
+            second += xc.T @ xc
+        mean = total / n_obs
+        shift = mean - centre
+        cov = (second - n_obs * np.outer(shift, shift)) / (n_obs - 1)
+        values, vectors = eigh(cov, subset_by_index=[n_genes - n_pcs, n_genes - 1])
+        variance, axes = values[::-1], vectors[:, ::-1]  # decreasing variance
+    signs = np.sign(axes[np.abs(axes).argmax(0), np.arange(n_pcs)])
+    return mean, np.ascontiguousarray(axes * np.where(signs == 0, 1.0, signs)), np.asarray(variance)
+
+
+def _log_normalise(counts, library: np.ndarray | None, dtype=np.float32) -> np.ndarray:
+    """:func:`senca.module._senca.log_normalise` in numpy, dense ``dtype`` out; sparse counts logged while sparse."""
+    lib = np.asarray(counts.sum(1), dtype=np.float64).ravel() if library is None else library.astype(np.float64)
+    scale = (1e4 / np.maximum(lib, 1.0)).astype(dtype)
+    if sp.issparse(counts):
+        x = sp.csr_matrix(counts, dtype=dtype, copy=True)
+        x.data *= np.repeat(scale, np.diff(x.indptr))
+        np.log1p(x.data, out=x.data)
+        return x.toarray()
+    return np.log1p(np.asarray(counts, dtype=dtype) * scale[:, None])
 
 
 def image_statistics(h: np.ndarray, n_keys: int = N_KEYS) -> dict:

@@ -28,13 +28,18 @@ N_CRITERION_SPOTS = 50_000
 def split_counts(counts: sp.csr_matrix, rng: np.random.Generator) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Binomial halves ``(a, counts - a)`` of integer counts: the same expected profile, independent noise.
 
-    Both halves share the sparsity structure of ``counts`` (a zero in one half is stored, not dropped).
+    Both halves share the sparsity structure of ``counts`` (a zero in one half is stored, not dropped). The draws go
+    in chunks of values (the generator's sequence is the same as one draw), so that no int64 copy of every count is
+    ever held: a 500,000-spot section would otherwise need several GB here.
     """
-    n = counts.data.astype(np.int64)  # setup checked that these are integer counts
-    a = rng.binomial(n, 0.5)
+    data = counts.data
+    a = np.empty(len(data), dtype=np.float32)
+    for start in range(0, len(data), 2**22):
+        chunk = data[start : start + 2**22].astype(np.int64)  # setup checked that these are integer counts
+        a[start : start + len(chunk)] = rng.binomial(chunk, 0.5)
     shape, structure = counts.shape, (counts.indices, counts.indptr)
-    half = sp.csr_matrix((a.astype(np.float32), *structure), shape=shape)
-    other = sp.csr_matrix(((n - a).astype(np.float32), *structure), shape=shape)
+    half = sp.csr_matrix((a, *structure), shape=shape)
+    other = sp.csr_matrix((np.asarray(data, dtype=np.float32) - a, *structure), shape=shape)  # exact below 2**24
     return half, other
 
 
@@ -42,7 +47,8 @@ def _log_normalise(counts: sp.csr_matrix) -> sp.csr_matrix:
     """``log1p(1e4 * counts / row sum)`` on the stored values (the halves' own totals are their libraries)."""
     lib = np.asarray(counts.sum(1), dtype=np.float64).ravel()
     scale = (1e4 / np.maximum(lib, 1.0)).astype(np.float32)
-    data = np.log1p(counts.data * np.repeat(scale, np.diff(counts.indptr)))
+    data = counts.data * np.repeat(scale, np.diff(counts.indptr))
+    np.log1p(data, out=data)
     return sp.csr_matrix((data, counts.indices, counts.indptr), shape=counts.shape)
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 from anndata import AnnData
 
 from senca._utils import check_key_free
@@ -76,19 +80,93 @@ def _highly_variable(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The detected genes, or their ``n_top_genes`` most variable when there are more.
 
-    seurat_v3 on the counts, per sample when ``sample_key`` is given. Returns the gene names and their ranks
-    (``None`` when every detected gene is kept).
+    seurat_v3 on the counts, per sample when ``sample_key`` is given. Its variance trend is a loess fit (scikit-misc)
+    that breaks down on shallow data (tens to hundreds of UMIs per spot: most genes seen a few times, many with the
+    same mean and variance); there the genes are chosen by scanpy's ``seurat`` flavour (dispersion within mean bins
+    of the log-normalised counts, no loess), with a warning. Returns the gene names and their ranks (``None`` when
+    every detected gene is kept).
     """
     import scanpy as sc
 
     counts = adata.layers[layer] if layer is not None else adata.X
-    detected = np.asarray((counts > 0).sum(0)).ravel() > 0
+    detected = _detected(counts)
     work = adata[:, detected]
     if work.n_vars <= n_top_genes:
         return np.asarray(work.var_names), None
-    hvg = sc.pp.highly_variable_genes(
-        work, flavor="seurat_v3", n_top_genes=int(n_top_genes), layer=layer, batch_key=sample_key, inplace=False
-    )
+    try:
+        hvg = sc.pp.highly_variable_genes(
+            work, flavor="seurat_v3", n_top_genes=int(n_top_genes), layer=layer, batch_key=sample_key, inplace=False
+        )
+    except ValueError as err:  # skmisc's loess: "svddc failed in l2fit", "near singularities", "reciprocal condition"
+        if not _raised_in_loess(err):
+            raise
+        depth = float(np.median(np.asarray(counts.sum(1)).ravel()))
+        reason = err.args[0].decode(errors="replace") if err.args and isinstance(err.args[0], bytes) else str(err)
+        warnings.warn(
+            f"seurat_v3 gene selection failed in its loess fit ({reason!r}); these counts are shallow (median "
+            f"{depth:.0f} UMIs per spot), where many genes share the same few counts. The {n_top_genes} genes "
+            "were chosen with scanpy's flavor='seurat' instead (dispersion of the log-normalised counts, no loess "
+            "fit). To choose them yourself, pass genes= to SENCA.setup_anndata (or n_top_genes=None to keep every "
+            "gene).",
+            UserWarning,
+            stacklevel=3,
+        )
+        try:
+            hvg = _dispersion_hvg(work, counts[:, detected], int(n_top_genes), sample_key)
+        except ValueError as second:
+            raise ValueError(
+                f"Gene selection failed on these counts (median {depth:.0f} UMIs per spot): seurat_v3's loess fit "
+                f"({reason!r}) and the dispersion fallback ({second}) both broke down. Pass the genes to model "
+                "yourself (SENCA.setup_anndata(..., genes=[...])) or keep every gene (n_top_genes=None)."
+            ) from second
     hvg.index = work.var_names
     keep = hvg.index[hvg["highly_variable"].to_numpy()]
     return np.asarray(keep), hvg.loc[keep, "highly_variable_rank"].to_numpy()
+
+
+def _raised_in_loess(err: BaseException) -> bool:
+    """Whether ``err`` comes from scikit-misc's loess (the variance trend of seurat_v3)."""
+    tb = err.__traceback__
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith("skmisc"):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _detected(counts) -> np.ndarray:
+    """Genes with at least one count."""
+    if sp.isspmatrix_csr(counts) or isinstance(counts, sp.csr_array):
+        return np.bincount(counts.indices[counts.data > 0], minlength=counts.shape[1]) > 0
+    return np.asarray((counts > 0).sum(0)).ravel() > 0
+
+
+def _dispersion_hvg(work: AnnData, counts, n_top_genes: int, sample_key: str | None) -> pd.DataFrame:
+    """Highly variable genes by scanpy's ``seurat`` flavour (log-normalised counts), ranked as seurat_v3 ranks.
+
+    Genes are ranked by how many samples call them variable, then by their normalised dispersion (median over
+    samples), as scanpy ranks seurat_v3 across batches.
+    """
+    import scanpy as sc
+
+    x = sp.csr_matrix(counts, dtype=np.float32) if sp.issparse(counts) else np.asarray(counts, dtype=np.float32)
+    tmp = AnnData(X=x, obs=work.obs[[sample_key]] if sample_key is not None else None)
+    tmp.var_names = work.var_names
+    sc.pp.normalize_total(tmp, target_sum=1e4)
+    sc.pp.log1p(tmp)
+    with warnings.catch_warnings():
+        # genes constant within a sample: the dispersion divides by a zero mean (NaN, ranked last)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        hvg = sc.pp.highly_variable_genes(
+            tmp, flavor="seurat", n_top_genes=n_top_genes, batch_key=sample_key, inplace=False
+        )
+    hvg.index = work.var_names
+    n_batches = hvg["highly_variable_nbatches"] if "highly_variable_nbatches" in hvg else hvg["highly_variable"]
+    order = pd.DataFrame({"n": -np.asarray(n_batches, dtype=float), "d": -hvg["dispersions_norm"].fillna(-np.inf)})
+    ranked = order.sort_values(["n", "d"], kind="stable").index[:n_top_genes]
+    out = pd.DataFrame(index=hvg.index)
+    out["highly_variable"] = out.index.isin(ranked)
+    out["highly_variable_rank"] = np.nan
+    out.loc[ranked, "highly_variable_rank"] = np.arange(len(ranked), dtype=float)
+    return out

@@ -21,13 +21,11 @@ def _as_csr(counts) -> sp.csr_matrix:
     return sp.csr_matrix(np.asarray(counts))
 
 
-def _lognorm(counts: sp.csr_matrix, cols: np.ndarray) -> np.ndarray:
-    """``log1p(1e4 * x / library)`` of the selected columns, the library taken over all genes."""
+def _library(counts: sp.csr_matrix) -> np.ndarray:
+    """Each spot's total counts over all genes (1 for an empty spot), float64."""
     lib = np.asarray(counts.sum(1)).ravel().astype(np.float64)
     lib[lib <= 0] = 1.0
-    sub = counts[:, cols]
-    sub = sub.toarray() if sp.issparse(sub) else np.asarray(sub)
-    return np.log1p(sub.astype(np.float64) * (1e4 / lib)[:, None])
+    return lib
 
 
 def _standardise(
@@ -56,21 +54,126 @@ def _standardise(
     return out
 
 
+class SectionGenes:
+    """SpaCRD's gene features, ``(n_obs, n_genes)`` float32, computed row block by row block from the sparse counts.
+
+    ``normalize_total(1e4) + log1p`` of ``genes`` (the library over all genes), standardised within each section by
+    statistics fitted once on all its spots (:func:`gene_features`). Only the counts (by reference) and the
+    per-section statistics are held, so a 500,000-spot section costs no dense ``spots x genes`` matrix; indexing with
+    rows (an int, a slice, an index array of any shape) returns their dense rows, exactly as the dense matrix would
+    hold them, and ``np.asarray`` gives the whole matrix.
+    """
+
+    ndim = 2
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, counts, columns, library, codes, centre, scale, fitted):
+        self._counts, self._columns, self._library = counts, columns, library
+        self._codes, self._centre, self._scale, self._fitted = codes, centre, scale, fitted
+        self.shape = (counts.shape[0], len(columns))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _log(self, rows: np.ndarray) -> np.ndarray:
+        """Dense float64 log-normalised counts of ``rows`` (sorted, 1-D) in the model's gene order; absent genes 0.
+
+        ``log1p(count * 1e4 / library)`` in float64 (normalize_total(1e4) + log1p, the library over all genes),
+        computed on the stored counts only: the log of a zero is zero.
+        """
+        contiguous = len(rows) > 0 and rows[-1] - rows[0] == len(rows) - 1
+        block = self._counts[int(rows[0]) : int(rows[-1]) + 1] if contiguous else self._counts[rows]
+        present = self._columns >= 0
+        if not (present.all() and np.array_equal(self._columns, np.arange(self._counts.shape[1]))):
+            block = block[:, self._columns[present]]
+        block = sp.csr_matrix(block, dtype=np.float64, copy=True)
+        block.data *= np.repeat(1e4 / self._library[rows], np.diff(block.indptr))
+        np.log1p(block.data, out=block.data)
+        if present.all():
+            return block.toarray()
+        out = np.zeros((len(rows), self.shape[1]))
+        out[:, present] = block.toarray()
+        return out
+
+    def _standardised(self, rows: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(rows), self.shape[1]), dtype=np.float32)
+        x = self._log(rows)
+        codes = self._codes[rows]
+        groups = np.unique(codes)
+        for g in groups:
+            if self._fitted[g]:
+                take = slice(None) if len(groups) == 1 else codes == g
+                z = x[take]
+                np.subtract(z, self._centre[g], out=z)  # in place: the values of (x - centre) / scale, clipped
+                np.divide(z, self._scale[g], out=z)
+                out[take] = np.clip(z, -10, 10, out=z)
+        return out
+
+    def __getitem__(self, index) -> np.ndarray:
+        if isinstance(index, tuple):  # rows, then columns
+            return self[index[0]][(slice(None), *index[1:])]
+        rows = np.arange(self.shape[0])[index] if isinstance(index, slice) else np.asarray(index)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        flat = rows.reshape(-1).astype(np.int64)
+        uniq, inverse = np.unique(flat, return_inverse=True)
+        block = np.empty((0, self.shape[1]), dtype=np.float32)
+        if len(uniq):
+            block = np.concatenate([self._standardised(uniq[s : s + _BLOCK]) for s in range(0, len(uniq), _BLOCK)])
+        return block[inverse].reshape(*rows.shape, self.shape[1])
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[slice(None)]
+        return out if dtype is None else out.astype(dtype)
+
+
+_BLOCK = 8192  # rows densified at a time
+
+
 def gene_features(
     counts, var_names: Sequence[str], genes: Sequence[str], groups: np.ndarray, method: str = "zscore"
-) -> np.ndarray:
+) -> SectionGenes:
     """SpaCRD gene features: normalize_total(1e4) + log1p, restricted to ``genes``, scaled per section.
 
     ``method`` is ``"zscore"`` or ``"minmax"`` (see ``_standardise``). Genes absent from ``var_names`` are 0.
-    Gene order of the input does not matter.
+    Gene order of the input does not matter. Returns a :class:`SectionGenes`: the features are computed from the
+    sparse counts when rows are read, and the per-section statistics are fitted here, block by block, with the
+    arithmetic of the dense computation (the same values to the last bit).
     """
+    if method not in ("zscore", "minmax"):
+        raise ValueError(f"gene_scaling must be 'zscore' or 'minmax', got {method!r}.")
     counts = _as_csr(counts)
-    pos = pd.Index(var_names).get_indexer(pd.Index(genes))
-    present = pos >= 0
-    out = np.zeros((counts.shape[0], len(genes)), dtype=np.float64)
-    if present.any():
-        out[:, present] = _lognorm(counts, pos[present])
-    return _standardise(out, np.asarray(groups), method=method)
+    columns = pd.Index(var_names).get_indexer(pd.Index(genes))
+    library = _library(counts)
+    _, codes = np.unique(np.asarray(groups), return_inverse=True)
+    codes = codes.ravel()
+    n_groups = int(codes.max()) + 1 if len(codes) else 0
+    centre, scale = np.zeros((n_groups, len(columns))), np.ones((n_groups, len(columns)))
+    fitted = np.zeros(n_groups, dtype=bool)
+    features = SectionGenes(counts, columns, library, codes, centre, scale, fitted)
+    for g in range(n_groups):
+        rows = np.flatnonzero(codes == g)
+        if len(rows) < 2:
+            continue
+        blocks = [rows[s : s + _BLOCK] for s in range(0, len(rows), _BLOCK)]
+        if method == "zscore":  # numpy's mean and std of the dense rows: sequential sums over rows, two passes
+            mean = _carry_reduce(np.add, (features._log(b) for b in blocks)) / len(rows)
+            spread = np.sqrt(_carry_reduce(np.add, ((features._log(b) - mean) ** 2 for b in blocks)) / len(rows))
+            centre[g] = mean
+        else:
+            centre[g] = _carry_reduce(np.minimum, (features._log(b) for b in blocks))
+            spread = _carry_reduce(np.maximum, (features._log(b) for b in blocks)) - centre[g]
+        scale[g] = np.where(spread > 1e-6, spread, np.inf)
+        fitted[g] = True
+    return features
+
+
+def _carry_reduce(ufunc, blocks) -> np.ndarray:
+    """``ufunc.reduce`` over the rows of all ``blocks`` stacked, in the order numpy reduces a dense matrix's rows."""
+    acc = None
+    for block in blocks:
+        acc = ufunc.reduce(block, axis=0) if acc is None else ufunc.reduce(np.vstack([acc[None], block]), axis=0)
+    return acc
 
 
 def image_features(h, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +209,10 @@ def section_hvgs(counts, var_names: Sequence[str], groups: np.ndarray, n_top_gen
     detected = np.flatnonzero(np.asarray((counts > 0).sum(0)).ravel() > 0)
     if len(detected) <= n_top_genes:
         return list(var_names[detected])
-    x = _lognorm(counts, detected).astype(np.float32)
+    # sparse log-normalised counts (the dense computation's values, its zeros left out): memory O(nnz)
+    x = sp.csr_matrix(counts[:, detected], dtype=np.float64)
+    x.data = np.log1p(x.data * np.repeat(1e4 / _library(counts), np.diff(x.indptr)))
+    x = x.astype(np.float32)
     tmp = AnnData(X=x, obs=pd.DataFrame({"section": pd.Categorical(np.asarray(groups).astype(str))}))
     tmp.var_names = var_names[detected]
     n_sections = tmp.obs["section"].nunique()
