@@ -256,7 +256,9 @@ def run_pairs(sections: dict, seeds: list[int]) -> list[dict]:
             source = sections[source_name].copy()
             source.obs["section"] = source_name
             for seed in seeds:
-                senca.model.SpaCRD.setup_anndata(source, layer="counts", labels_key="cancer", sample_key="section")
+                senca.model.SpaCRD.setup_anndata(
+                    source, layer="counts", labels_key="cancer", sample_key="section", overwrite=True
+                )
                 model = senca.model.SpaCRD(source)
                 model.train(seed=seed, accelerator="cpu", enable_progress_bar=False, enable_model_summary=False)
                 row = {"target": target, "source": source_name, "seed": seed, **binary_variants(model, tgt, cancer)}
@@ -301,7 +303,9 @@ def run_fold(sections: dict, target: str, seeds: list[int], rev: str | None) -> 
     for seed in seeds:
         # multi-class SpaCRD
         t0 = time.perf_counter()
-        senca.model.SpaCRD.setup_anndata(source, layer="counts", labels_key="pathologist", sample_key="section")
+        senca.model.SpaCRD.setup_anndata(
+            source, layer="counts", labels_key="pathologist", sample_key="section", overwrite=True
+        )
         model = senca.model.SpaCRD(source)
         model.train(seed=seed, accelerator="cpu", enable_progress_bar=False, enable_model_summary=False)
         wall = time.perf_counter() - t0
@@ -330,7 +334,9 @@ def run_fold(sections: dict, target: str, seeds: list[int], rev: str | None) -> 
         )
         genes, k = model.genes, model.n_neighbors
         # binary SpaCRD, the same seed
-        senca.model.SpaCRD.setup_anndata(source, layer="counts", labels_key="cancer", sample_key="section")
+        senca.model.SpaCRD.setup_anndata(
+            source, layer="counts", labels_key="cancer", sample_key="section", overwrite=True
+        )
         binary = senca.model.SpaCRD(source)
         binary.train(seed=seed, accelerator="cpu", enable_progress_bar=False, enable_model_summary=False)
         brow = {"seed": seed, **binary_variants(binary, tgt, cancer)}

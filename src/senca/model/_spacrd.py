@@ -1,4 +1,4 @@
-"""SpaCRD: supervised cancer-region detection that transfers to new sections (scvi-tools model class)."""
+"""SpaCRD: supervised cancer-region detection (or K-class annotation) that transfers to new sections."""
 
 from __future__ import annotations
 
@@ -109,6 +109,11 @@ class SpaCRD(SencaModel):
     paper's 1024/512/8/64 can be passed) and is an ensemble of ``n_members`` networks (their mean logit), since a
     single network trained on a few sections varies a lot from seed to seed; :meth:`predict` adapts the scores to
     each target without its labels.
+
+    Beyond two classes: given a label column with three or more classes (e.g. a pathologist's annotation,
+    :meth:`setup_anndata`), the same network learns one prior mean and one logit per class, and :meth:`predict`
+    labels every spot in the source's vocabulary (:attr:`classes`) with class probabilities. Spots without a label
+    (missing, ``"undetermined"``) are left out of the loss.
 
     The method is *transductive by design*: genes and histology features are standardised within each section,
     target sections included (their own statistics, computed without labels), which removes per-section batch
