@@ -48,12 +48,14 @@ def class_pseudo_labels(logits: np.ndarray, groups: np.ndarray, fraction: float)
     """Multi-class pseudo-labels: per section, each class's most typical spots by its standardised logit.
 
     The binary rule of :func:`pseudo_labels` (the top and the bottom ``fraction`` of the cancer logit) for ``K``
-    classes: within each section every class's logit is standardised over the section's spots, a spot goes to the
-    class where it stands highest, and of each class's spots the ``fraction`` of the section that stand highest carry
-    its pseudo-label. Standardising per class makes the choice insensitive to how much of each class the network
-    calls in this section: a section whose composition differs from the source's (mostly cancer, say) shifts the
-    network's logits, not their order. Classes whose logit is NaN or flat in a section get no pseudo-label there.
-    Returns float class codes, NaN for spots without a pseudo-label.
+    classes. Within each section every class's logit is standardised over the section's spots; each spot is a
+    candidate for the two classes the network finds most likely for it (the binary decision), and goes to the one of
+    the two where it stands higher; of each class's candidates, the ``fraction`` of the section that stand highest
+    carry its pseudo-label. Standardising makes the choice insensitive to how much of each class the network calls
+    in this section (a section whose composition differs from the sources' shifts the logits, not their order), and
+    the two-class candidacy keeps a class the network finds implausible for a spot, or absent from the section, from
+    being forced onto it. With two classes this is the binary rule. Classes whose logit is NaN or flat in a section
+    get no pseudo-label there. Returns float class codes, NaN for spots without a pseudo-label.
     """
     out = np.full(len(logits), np.nan)
     for g in pd.unique(groups):
@@ -67,11 +69,14 @@ def class_pseudo_labels(logits: np.ndarray, groups: np.ndarray, fraction: float)
             continue
         z = np.full(lg.shape, -np.inf)
         z[:, usable] = (lg[:, usable] - lg[:, usable].mean(0)) / sd[usable]
-        best = z.argmax(1)
+        two = np.argsort(-np.where(usable, lg, -np.inf), axis=1, kind="stable")[:, :2]
+        candidate = np.full(lg.shape, -np.inf)
+        np.put_along_axis(candidate, two, np.take_along_axis(z, two, axis=1), axis=1)
+        best = candidate.argmax(1)
         take = int(np.ceil(fraction * len(rows)))
         for k in np.flatnonzero(usable):
-            mine = np.flatnonzero(best == k)
-            out[rows[mine[np.argsort(-z[mine, k], kind="stable")[:take]]]] = k
+            mine = np.flatnonzero((best == k) & np.isfinite(candidate[:, k]))
+            out[rows[mine[np.argsort(-candidate[mine, k], kind="stable")[:take]]]] = k
     return out
 
 
