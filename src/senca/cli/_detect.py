@@ -186,11 +186,11 @@ def multi_classes(columns: list[Any], unlabeled: Any) -> list | None:
 
     from senca._labels import label_classes, unlabeled_mask
 
-    values = pd.concat([pd.Series(np.asarray(c, dtype=object)) for c in columns], ignore_index=True)
+    values = pd.concat([pd.Series(np.asarray(c), dtype=c.dtype) for c in columns], ignore_index=True)
     categorical = [c.cat.categories for c in columns if isinstance(c.dtype, pd.CategoricalDtype)]
-    if len(categorical) == len(columns):  # keep the category order of the inputs
+    if categorical and len(categorical) == len(columns):  # keep the category order of the inputs
         order = list(dict.fromkeys(v for cats in categorical for v in cats))
-        values = values.astype(pd.CategoricalDtype(order))
+        values = values.astype(object).astype(pd.CategoricalDtype(order))
     try:
         classes = label_classes(values, unlabeled_mask(values, unlabeled))
     except ValueError as e:
