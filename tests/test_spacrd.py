@@ -674,3 +674,23 @@ def test_binary_loss_is_the_papers(data):
     nce = info_nce(o["th0"][present], o["tg0"][present], module.temperature)
     torch.testing.assert_close(out.loss, bce + 0.1 * vae + 0.1 * nce)
     assert o["logit"].shape == (48,)  # one logit: the binary network of senca 0.x
+
+
+def test_adaptation_declines_where_it_contradicts_the_network():
+    """Per section: an adaptation that orders the spots it was not fitted to against the network is not used."""
+    from senca.model._adapt import agreeing_sections
+
+    rng = np.random.default_rng(0)
+    xy = np.stack(np.meshgrid(np.arange(15.0), np.arange(10.0)), -1).reshape(-1, 2)
+    n = len(xy)
+    groups = np.repeat(["agrees", "contradicts"], n)
+    nbr = np.r_[senca.pp.knn_index(xy, 7), senca.pp.knn_index(xy, 7) + n]
+    base = np.r_[xy[:, 0], xy[:, 0]] - 7.0 + rng.normal(0, 0.3, 2 * n)  # a left-to-right gradient
+    pseudo = pseudo_labels(base, groups, 0.1)
+    adapted = base + rng.normal(0, 0.5, 2 * n)
+    middle = ~np.isfinite(pseudo) & (groups == "contradicts")
+    adapted[middle] = -adapted[middle]  # agrees on the pseudo-labels, reverses everything else
+    out, declined = agreeing_sections(adapted, base, pseudo, nbr, groups, passes=2)
+    assert declined == ["contradicts"]
+    np.testing.assert_array_equal(out[groups == "agrees"], adapted[groups == "agrees"])
+    np.testing.assert_array_equal(out[groups == "contradicts"], base[groups == "contradicts"])
