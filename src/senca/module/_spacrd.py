@@ -120,6 +120,10 @@ class SpaCRDModule(BaseModuleClass):
     without features is replaced by its gene token, which stage 1 aligned to the image space. With no image at all
     (``n_image == 0``) both attention directions run gene-to-gene.
 
+    Labels are float class codes (0/1 for two classes); NaN marks a spot without a label: it takes no part in the
+    classification loss, and its KL term is the expected KL under the classifier's (detached) class probabilities,
+    since its class prior is unknown. Its features still reach its neighbours through the attention.
+
     Parameters
     ----------
     n_genes
@@ -161,10 +165,6 @@ class SpaCRDModule(BaseModuleClass):
         Number of classes. 2 (the paper): one logit (cancer vs not) and a binary cross-entropy. More: one logit per
         class, a cross-entropy, one prior mean per class, the hinge summed over all pairs of prior means and divided by
         ``n_classes - 1``.
-
-    Labels are float class codes (0/1 for two classes); NaN marks a spot without a label: it takes no part in the
-    classification loss, and its KL term is the expected KL under the classifier's (detached) class probabilities,
-    since its class prior is unknown. Its features still reach its neighbours through the attention.
 
     Examples
     --------
