@@ -221,6 +221,7 @@ def test_label_column_with_one_class():
         SpaCRD.setup_anndata(adata, layer="counts", labels_key="cancer")
 
 
+@pytest.mark.filterwarnings("ignore:No image_key")
 def test_label_column_with_nan_labels():
     """A missing label marks an unlabelled spot (left out of the loss); a column with no label at all is refused."""
     adata = _labelled(60)
