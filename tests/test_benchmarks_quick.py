@@ -108,3 +108,20 @@ def test_scaling_stages_in_process(tmp_path):
     assert "| 300 | 200 (200) |" in md
     assert "peak RSS ≤ 8 GB — missed (9.00 GB)" in md
     assert "spots/s" in md
+
+
+def test_multiclass_protocol_helpers():
+    from benchmarks import multiclass
+
+    truth = np.array(["tumour", "tumour", "stroma", "undetermined", "stroma", "stroma", "fat"])
+    regions = np.array(["a", "a", "a", "b", "b", "b", "b"])
+    # each region is named by its majority, undetermined spots not voting
+    named = multiclass.majority_names(regions, truth)
+    assert list(named) == ["tumour"] * 3 + ["stroma"] * 4
+    m = multiclass.class_metrics(truth, named)
+    # scored on the six spots the pathologist labelled; macro-F1 over the target's three classes (fat missed)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["f1"] == pytest.approx((0.8 + 2 / 3 + 0.0) / 3)
+    perfect = multiclass.class_metrics(truth, np.where(truth == "undetermined", "fat", truth))
+    assert perfect["ari"] == pytest.approx(1.0)
+    assert perfect["f1"] == pytest.approx(1.0)

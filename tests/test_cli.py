@@ -179,12 +179,28 @@ def test_detect_missing_labels(section, section_with_features, tmp_path):
     _assert_one_line_error(result, "obs['tumour'] not found", "--labels-key")
 
 
-def test_detect_non_binary_labels_need_positive(section, section_with_features, tmp_path):
+def test_detect_two_unnamed_classes_need_positive(section, section_with_features, tmp_path):
+    import anndata as ad
+
+    a = ad.read_h5ad(section_with_features)
+    a.obs["ab"] = np.where(a.obs["region"] == "R1", "A", "B")  # two classes, neither says cancer
+    train = tmp_path / "ab.h5ad"
+    a.write_h5ad(train)
     result = _run(
-        "detect", "--train", section_with_features, "--target", section, "-o", tmp_path / "o.h5ad",
-        "--labels-key", "region",
+        "detect", "--train", train, "--target", section, "-o", tmp_path / "o.h5ad", "--labels-key", "ab",
     )  # fmt: skip
     _assert_one_line_error(result, "Cannot tell which label is the cancer class", "--positive")
+
+
+def test_detect_continuous_labels_are_refused(section, section_with_features, tmp_path):
+    import anndata as ad
+
+    a = ad.read_h5ad(section_with_features)
+    a.obs["depth"] = np.random.default_rng(0).normal(size=a.n_obs)
+    train = tmp_path / "depth.h5ad"
+    a.write_h5ad(train)
+    result = _run("detect", "--train", train, "--target", section, "-o", tmp_path / "o.h5ad", "--labels-key", "depth")
+    _assert_one_line_error(result, "continuous")
 
 
 def test_detect_target_is_not_a_training_section(section, tmp_path):
@@ -365,6 +381,49 @@ def test_detect_command_scores_the_target(tmp_path):
     assert result.exit_code == 0, result.output
     assert "cancer = ['tumour']" in result.stderr  # without --positive: the class named tumour, said (shared rule)
     assert not np.allclose(ad.read_h5ad(plain).obs["spacrd_score"].to_numpy(), score)
+
+
+def test_detect_command_multiclass(tmp_path):
+    """A column of three classes (and undetermined spots) trains the multi-class model; labels and probabilities out."""
+    _need("senca.model", "SpaCRD")
+    import anndata as ad
+
+    import senca
+
+    paths = []
+    for i in range(3):
+        a = senca.datasets.synthetic(n_spots=120, n_genes=60, n_regions=3, seed=0, library_id=f"s{i}")
+        rng = np.random.default_rng(i)
+        a.X = a.X.copy()
+        a.X.data = rng.poisson(a.X.data).astype(np.float32)
+        a.layers["counts"] = a.X.copy()
+        tissue = a.obs["region"].map({"R1": "tumour", "R2": "stroma", "R3": "fat"}).astype(object).to_numpy()
+        tissue[::10] = "undetermined"
+        a.obs["tissue"] = tissue
+        paths.append(tmp_path / f"s{i}.h5ad")
+        a.write_h5ad(paths[-1])
+    out = tmp_path / "labelled.h5ad"
+    result = _run(
+        "detect", "--train", paths[0], paths[1], "--target", paths[2], "-o", out, "--labels-key", "tissue",
+        "--max-epochs", "6", "--min-shared-genes", "50", "--accelerator", "cpu",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "3 classes" in result.stderr
+    assert "macro-F1" in result.stderr  # the target carries labels: ARI / macro-F1 printed
+    back = ad.read_h5ad(out)
+    proba = back.obsm["spacrd_proba"]
+    assert sorted(proba.columns) == ["fat", "stroma", "tumour"]
+    np.testing.assert_allclose(np.asarray(proba).sum(1), 1.0, atol=1e-6)
+    assert set(back.obs["spacrd_label"].astype(str)) <= {"fat", "stroma", "tumour"}
+    assert "spacrd_score" not in back.obs
+    # --positive turns the same column into the binary cancer call
+    binary = tmp_path / "binary.h5ad"
+    result = _run(
+        "detect", "--train", paths[0], paths[1], "--target", paths[2], "-o", binary, "--labels-key", "tissue",
+        "--positive", "tumour", "--max-epochs", "3", "--min-shared-genes", "50", "--accelerator", "cpu",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "spacrd_score" in ad.read_h5ad(binary).obs
 
 
 def test_demo_smoke(senca_data_dir, tmp_path):

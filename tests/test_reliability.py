@@ -221,12 +221,19 @@ def test_label_column_with_one_class():
         SpaCRD.setup_anndata(adata, layer="counts", labels_key="cancer")
 
 
+@pytest.mark.filterwarnings("ignore:No image_key")
 def test_label_column_with_nan_labels():
+    """A missing label marks an unlabelled spot (left out of the loss); a column with no label at all is refused."""
     adata = _labelled(60)
     adata.obs["cancer"] = adata.obs["cancer"].astype(object)
     adata.obs.iloc[3, adata.obs.columns.get_loc("cancer")] = np.nan
-    with pytest.raises(ValueError, match="(?i)missing|NaN"):
-        SpaCRD.setup_anndata(adata, layer="counts", labels_key="cancer")
+    SpaCRD.setup_anndata(adata, layer="counts", labels_key="cancer")
+    y = adata.obs["_spacrd_label"].to_numpy()
+    assert np.isnan(y[3])
+    np.testing.assert_array_equal(np.delete(y, 3), np.delete(adata.obs["cancer"].to_numpy(), 3).astype(float))
+    adata.obs["none"] = np.nan
+    with pytest.raises(ValueError, match="No source spot has a label"):
+        SpaCRD.setup_anndata(adata, layer="counts", labels_key="none", overwrite=True)
 
 
 # the contract's label columns (DESIGN.md section 1: labels_key="cancer"): one rule for SpaCRD and `senca detect`

@@ -186,8 +186,9 @@ def test_setup_errors(data):
     s.obs["one"] = True
     with pytest.raises(ValueError, match="only one class"):
         senca.model.SpaCRD.setup_anndata(s, labels_key="one")
+    s.obs["ab"] = np.where(s.obs["region"] == "R1", "A", "B")  # two classes, neither says cancer
     with pytest.raises(ValueError, match="positive_label"):
-        senca.model.SpaCRD.setup_anndata(s, labels_key="region")
+        senca.model.SpaCRD.setup_anndata(s, labels_key="ab")
     with pytest.raises(ValueError, match="labels_key"):
         senca.model.SpaCRD.setup_anndata(s)
     with pytest.warns(UserWarning, match="expression-only"):
@@ -440,3 +441,256 @@ def test_linear_adapt_per_section():
     assert not np.allclose(out[:20], base[:20])
     assert (out[:5] > 0).all()  # the fit separates its own pseudo-labels
     assert (out[5:10] < 0).all()
+
+
+# ------------------------------------------------------------------------------------------------ multi-class
+
+MULTI_FIT = {**FIT, "max_epochs": 16, "align_epochs": 0, "warmup_epochs": 2, "lr": 3e-3}
+
+
+def _four_region_tissue():
+    """Four region types (stripes) in one tissue cut into three sections; the target section carries a batch shift."""
+    adata = senca.datasets.synthetic(n_spots=720, n_genes=120, n_regions=4, n_histology=12, layout="stripes", seed=0)
+    y = adata.obsm["spatial"][:, 1]
+    adata.obs["sec"] = pd.Categorical([f"s{i}" for i in np.digitize(y, np.quantile(y, [1 / 3, 2 / 3]))])
+    adata.obs["tissue"] = adata.obs["region"].map({"R1": "tumour", "R2": "stroma", "R3": "fat", "R4": "immune"})
+    source = adata[adata.obs["sec"] != "s2"].copy()
+    target = adata[adata.obs["sec"] == "s2"].copy()
+    rng = np.random.default_rng(1)
+    shifted = rng.poisson(target.layers["counts"].toarray() * rng.lognormal(0.0, 0.5, size=adata.n_vars))
+    target.layers["counts"] = sp.csr_matrix(shifted.astype(np.float32))
+    target.X = target.layers["counts"].copy()
+    return source, target
+
+
+def _fit_multi(source, seed=0, labels_key="tissue", fit=None, **setup):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        senca.model.SpaCRD.setup_anndata(
+            source, layer="counts", labels_key=labels_key, sample_key="sec", overwrite=True, **setup
+        )
+        model = senca.model.SpaCRD(source, **SMALL)
+        model.train(seed=seed, **{**MULTI_FIT, **(fit or {})})
+    return model
+
+
+@pytest.fixture(scope="module")
+def multi_data():
+    return _four_region_tissue()
+
+
+@pytest.fixture(scope="module")
+def multi_model(multi_data):
+    source = multi_data[0].copy()
+    source.obs["tissue"] = source.obs["tissue"].astype(object)
+    source.obs.loc[source.obs_names[::9], "tissue"] = "undetermined"  # unlabelled spots, left out of the loss
+    return _fit_multi(source)
+
+
+def test_multiclass_recovers_four_region_types_in_a_new_section(multi_model, multi_data):
+    from sklearn.metrics import adjusted_rand_score
+
+    _, target = multi_data
+    t = target.copy()
+    truth = t.obs.pop("tissue").astype(str).to_numpy()
+    t.obs = t.obs.drop(columns=["region"])
+    assert multi_model.classes == ["fat", "immune", "stroma", "tumour"]  # sorted: the column is not categorical
+    multi_model.predict(t)
+    proba = t.obsm["spacrd_proba"]
+    assert isinstance(proba, pd.DataFrame)
+    assert list(proba.columns) == multi_model.classes
+    assert (proba.index == t.obs_names).all()
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-9)
+    label = t.obs["spacrd_label"]
+    assert isinstance(label.dtype, pd.CategoricalDtype)
+    assert list(label.cat.categories) == multi_model.classes
+    assert (label.astype(str).to_numpy() == proba.columns[proba.to_numpy().argmax(1)]).all()
+    np.testing.assert_allclose(t.obs["spacrd_confidence"], proba.max(1))
+    assert "spacrd_score" not in t.obs  # no binary outputs from a multi-class model
+    assert adjusted_rand_score(truth, label) > 0.6
+    assert (label.astype(str).to_numpy() == truth).mean() > 0.75
+    # key_added prefixes every output; the network alone (no adaptation, no pooling) is available too
+    multi_model.predict(t, key_added="net", adapt=None, n_smooth=0)
+    assert {"net_label", "net_confidence"} <= set(t.obs)
+    assert "net_proba" in t.obsm
+    assert adjusted_rand_score(truth, t.obs["net_label"]) > 0.3  # the network itself learned the classes
+    with pytest.raises(ValueError, match="overwrite=True"):
+        multi_model.predict(t)
+    with pytest.raises(ValueError, match="threshold"):
+        multi_model.predict(t, key_added="x", threshold="gmm")
+
+
+def test_multiclass_unlabelled_spots_take_no_part(multi_data):
+    """Spots marked undetermined and spots with a missing label train the same model; other labels do not."""
+    source, target = multi_data
+    drop = np.zeros(source.n_obs, dtype=bool)
+    drop[::5] = True
+    scores = []
+    for fill in ("undetermined", np.nan, "tumour"):
+        s = source.copy()
+        col = s.obs["tissue"].astype(object).to_numpy()
+        col[drop] = fill
+        s.obs["tissue"] = col
+        model = _fit_multi(s, fit={"max_epochs": 4})
+        if fill != "tumour":
+            assert np.isnan(s.obs["_spacrd_label"].to_numpy()[drop]).all()
+        t = target.copy()
+        model.predict(t, adapt=None, n_smooth=0)
+        scores.append(t.obsm["spacrd_proba"].to_numpy())
+    np.testing.assert_array_equal(scores[0], scores[1])
+    assert not np.allclose(scores[0], scores[2])
+
+
+@pytest.mark.filterwarnings("ignore:No image_key")
+def test_multiclass_absent_classes(multi_data):
+    from sklearn.metrics import adjusted_rand_score
+
+    source, target = multi_data
+    s = source.copy()
+    # "immune" only in section s0: a class absent from some source sections is learned from the others
+    col = s.obs["tissue"].astype(object).to_numpy()
+    col[((s.obs["sec"] == "s1") & (s.obs["tissue"] == "immune")).to_numpy()] = np.nan
+    s.obs["tissue"] = col
+    # a vocabulary class without any labelled spot: kept (one shared vocabulary), never predicted, with a warning
+    vocabulary = ["tumour", "stroma", "fat", "immune", "necrosis"]
+    with pytest.warns(UserWarning, match="necrosis"):
+        senca.model.SpaCRD.setup_anndata(s, layer="counts", labels_key="tissue", sample_key="sec", classes=vocabulary)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = senca.model.SpaCRD(s, **SMALL)
+        model.train(seed=0, **MULTI_FIT)
+    assert model.classes == vocabulary
+    assert model.class_counts_[-1] == 0
+    # a target without one of the classes (no fat in it)
+    t = target[(target.obs["tissue"] != "fat").to_numpy()].copy()
+    truth = t.obs["tissue"].astype(str).to_numpy()
+    for adapt in ("linear", "finetune", None):
+        model.predict(t, adapt=adapt, adapt_epochs=2, key_added=str(adapt))
+        proba = t.obsm[f"{adapt}_proba"]
+        assert list(proba.columns) == vocabulary
+        assert (proba["necrosis"] == 0).all()
+        np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-9)
+        assert "necrosis" not in set(t.obs[f"{adapt}_label"])
+    assert adjusted_rand_score(truth, t.obs["linear_label"]) > 0.5
+    assert (t.obs["linear_label"].astype(str) == truth).mean() > 0.7
+
+
+def test_multiclass_all_unlabelled_sections(multi_model, multi_data):
+    """A target whose label column is empty is scored as any other; a wholly unlabelled source section trains."""
+    source, target = multi_data
+    t = target.copy()
+    t.obs["tissue"] = np.nan  # labels are never read
+    multi_model.predict(t)
+    ref = target.copy()
+    multi_model.predict(ref)
+    np.testing.assert_array_equal(t.obsm["spacrd_proba"].to_numpy(), ref.obsm["spacrd_proba"].to_numpy())
+    # the target itself in the source, unlabelled: its spots inform the model without any label
+    joint = anndata.concat({"src": source, "tgt": target}, index_unique="-")
+    joint.obs["sec"] = pd.Categorical(np.r_[source.obs["sec"].astype(str), np.full(target.n_obs, "target")])
+    col = joint.obs["tissue"].astype(object).to_numpy()
+    col[(joint.obs["sec"] == "target").to_numpy()] = "undetermined"
+    joint.obs["tissue"] = col
+    model = _fit_multi(joint)
+    assert model.classes == multi_model.classes
+    t2 = target.copy()
+    model.predict(t2)
+    assert (t2.obs["spacrd_label"].astype(str) == target.obs["tissue"].astype(str)).mean() > 0.7
+
+
+def test_multiclass_save_load(multi_model, multi_data, tmp_path):
+    _, target = multi_data
+    multi_model.save(tmp_path / "m", overwrite=True)
+    loaded = senca.model.SpaCRD.load(tmp_path / "m")
+    assert loaded.classes == multi_model.classes
+    assert loaded.class_counts_ == multi_model.class_counts_
+    a, b = target.copy(), target.copy()
+    multi_model.predict(a)
+    loaded.predict(b)
+    np.testing.assert_array_equal(a.obsm["spacrd_proba"].to_numpy(), b.obsm["spacrd_proba"].to_numpy())
+
+
+@pytest.mark.filterwarnings("ignore:No image_key")
+def test_bad_label_columns(multi_data):
+    source, _ = multi_data
+    s = source.copy()
+    setup = senca.model.SpaCRD.setup_anndata
+    s.obs["depth"] = np.random.default_rng(0).normal(size=s.n_obs)
+    with pytest.raises(ValueError, match="continuous"):
+        setup(s, labels_key="depth")
+    s.obs["none"] = "undetermined"
+    with pytest.raises(ValueError, match="No source spot has a label"):
+        setup(s, labels_key="none")
+    s.obs["one"] = np.where(np.arange(s.n_obs) % 2, "tumour", None)
+    with pytest.raises(ValueError, match="only one class"):
+        setup(s, labels_key="one")
+    with pytest.raises(ValueError, match=r"\['fat'\] are not among classes="):
+        setup(s, labels_key="tissue", classes=["tumour", "stroma", "immune"])
+    with pytest.raises(ValueError, match="three or more"):
+        setup(s, labels_key="tissue", classes=["tumour", "stroma"])
+    with pytest.raises(ValueError, match="either classes= .* or positive_label="):
+        setup(s, labels_key="tissue", classes=["tumour", "stroma", "fat", "immune"], positive_label="tumour")
+    with pytest.raises(KeyError, match="not found"):
+        setup(s, labels_key="nope")
+    # positive_label makes any column binary; unlabeled_category=None keeps "undetermined" as a class
+    s.obs["with_und"] = np.where(np.arange(s.n_obs) % 7 == 0, "undetermined", s.obs["tissue"].astype(str))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        setup(s, labels_key="with_und", positive_label="tumour", overwrite=True)
+        assert np.isnan(s.obs["_spacrd_label"]).sum() == (s.obs["with_und"] == "undetermined").sum()
+        setup(s, labels_key="with_und", positive_label="tumour", unlabeled_category=None, overwrite=True)
+        assert not np.isnan(s.obs["_spacrd_label"]).any()
+        setup(s, labels_key="with_und", unlabeled_category=None, overwrite=True)
+    det = senca.model.SpaCRD(s, **SMALL)
+    assert det.classes == ["fat", "immune", "stroma", "tumour", "undetermined"]
+
+
+def test_binary_loss_is_the_papers(data):
+    """The binary loss of a fully labelled minibatch is SpaCRD's (BCE + 0.1 VAE + 0.1 InfoNCE), written out here."""
+    import torch.nn.functional as F
+
+    from senca.data import gather_neighborhoods
+
+    source, _ = data
+    s = source.copy()
+    senca.model.SpaCRD.setup_anndata(s, layer="counts", image_key="X_histology", labels_key="cancer", sample_key="sec")
+    det = senca.model.SpaCRD(s, **SMALL)
+    module = det.module.eval()
+    rows = np.arange(48)
+    batch = gather_neighborhoods(det._features, s.obsm["_spacrd_knn"][rows], torch.device("cpu"))
+    y = torch.tensor(s.obs["cancer"].to_numpy()[rows], dtype=torch.float32)
+    batch["labels"] = y[:, None]
+    _, _, out = module(batch, loss_kwargs={"epoch": 99})
+    net = module.members[0]
+    o = module.inference(**module._get_inference_input(batch))["members"][0]
+    recon = ((net.vae_decoder(o["qm"]) - o["fused"]) ** 2).mean(-1).mean()  # eval: z is the posterior mean
+    mu = net.prior_means[y.long()]
+    kl = (0.5 * (o["qlv"].exp() + (o["qm"] - mu) ** 2 - 1 - o["qlv"]).sum(-1)).mean()
+    hinge = F.relu(module.margin - (net.prior_means[0] - net.prior_means[1]).norm())
+    vae = recon + 0.5 * kl + 0.1 * hinge
+    bce = F.binary_cross_entropy_with_logits(o["logit"], y)
+    present = o["present0"] > 0.5
+    from senca.nn import info_nce
+
+    nce = info_nce(o["th0"][present], o["tg0"][present], module.temperature)
+    torch.testing.assert_close(out.loss, bce + 0.1 * vae + 0.1 * nce)
+    assert o["logit"].shape == (48,)  # one logit: the binary network of senca 0.x
+
+
+def test_adaptation_declines_where_it_contradicts_the_network():
+    """Per section: an adaptation that orders the spots it was not fitted to against the network is not used."""
+    from senca.model._adapt import agreeing_sections
+
+    rng = np.random.default_rng(0)
+    xy = np.stack(np.meshgrid(np.arange(15.0), np.arange(10.0)), -1).reshape(-1, 2)
+    n = len(xy)
+    groups = np.repeat(["agrees", "contradicts"], n)
+    nbr = np.r_[senca.pp.knn_index(xy, 7), senca.pp.knn_index(xy, 7) + n]
+    base = np.r_[xy[:, 0], xy[:, 0]] - 7.0 + rng.normal(0, 0.3, 2 * n)  # a left-to-right gradient
+    pseudo = pseudo_labels(base, groups, 0.1)
+    adapted = base + rng.normal(0, 0.5, 2 * n)
+    middle = ~np.isfinite(pseudo) & (groups == "contradicts")
+    adapted[middle] = -adapted[middle]  # agrees on the pseudo-labels, reverses everything else
+    out, declined = agreeing_sections(adapted, base, pseudo, nbr, groups, passes=2)
+    assert declined == ["contradicts"]
+    np.testing.assert_array_equal(out[groups == "agrees"], adapted[groups == "agrees"])
+    np.testing.assert_array_equal(out[groups == "contradicts"], base[groups == "contradicts"])

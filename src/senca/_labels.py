@@ -1,6 +1,8 @@
-"""The one rule for "which label is cancer", shared by :meth:`senca.model.SpaCRD.setup_anndata` and ``senca detect``.
+"""How label columns are read, shared by :meth:`senca.model.SpaCRD.setup_anndata` and ``senca detect``.
 
-Kept free of scvi/lightning/torch imports so that the command line can use it before importing them.
+The one rule for "which label is cancer" (binary), which spots carry no label, and the class vocabulary of a
+multi-class column. Kept free of scvi/lightning/torch imports so that the command line can use it before importing
+them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["cancer_labels"]
+__all__ = ["cancer_labels", "class_codes", "label_classes", "unlabeled_mask"]
+
+#: label values that mark a spot without a label by default (besides NaN), compared case-insensitively
+UNLABELED = "undetermined"
 
 logger = logging.getLogger(__name__)
 
@@ -119,3 +124,96 @@ def cancer_labels(values: pd.Series, positive=None, option: str = "positive_labe
     y = values.isin(taken).to_numpy().astype(np.float64)
     y[missing] = np.nan
     return y, sorted(taken, key=str)
+
+
+def unlabeled_mask(values: pd.Series, unlabeled_category=UNLABELED) -> np.ndarray:
+    """Whether each spot carries no label: a missing value, or one of ``unlabeled_category`` (any case).
+
+    Parameters
+    ----------
+    values
+        The label column.
+    unlabeled_category
+        Value or list of values meaning "no label"; ``None``: only missing values.
+
+    Returns
+    -------
+    Boolean array, ``True`` where the spot has no label.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from senca._labels import unlabeled_mask
+    >>> unlabeled_mask(pd.Series(["tumour", "Undetermined", None, "stroma"]))
+    array([False,  True,  True, False])
+    """
+    values = pd.Series(values)
+    out = values.isna().to_numpy()
+    if unlabeled_category is None:
+        return out
+    names = [unlabeled_category] if np.isscalar(unlabeled_category) else list(unlabeled_category)
+    keys = {_key(v) for v in names}
+    return out | values.map(lambda v: _key(v) in keys).to_numpy(dtype=bool)
+
+
+def label_classes(values: pd.Series, unlabeled: np.ndarray) -> list:
+    """The classes of the labelled spots: in the column's category order if categorical, else sorted.
+
+    Raises where the column cannot be a class label: a continuous (non-integer float) column.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from senca._labels import label_classes
+    >>> label_classes(pd.Series(["b", "a", "c", "b"]), np.zeros(4, dtype=bool))
+    ['a', 'b', 'c']
+    """
+    values = pd.Series(values)
+    kept = values[~np.asarray(unlabeled, dtype=bool)]
+    if pd.api.types.is_float_dtype(kept) and not np.allclose(kept, np.round(kept)):
+        raise ValueError(
+            "The label column holds non-integer numbers (a continuous variable?); pass a column of class labels "
+            "(text, categories, bool or integer codes)."
+        )
+    if isinstance(kept.dtype, pd.CategoricalDtype):
+        seen = set(kept.unique())
+        classes = [c for c in kept.cat.categories if c in seen]
+    else:
+        uniq = list(pd.unique(kept))
+        numeric = all(isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in uniq)
+        classes = sorted(uniq) if numeric else sorted(uniq, key=str)
+    return [c.item() if isinstance(c, np.generic) else c for c in classes]
+
+
+def class_codes(values: pd.Series, classes: list, unlabeled: np.ndarray, option: str = "classes") -> np.ndarray:
+    """Class code (0 .. K-1, float) of each labelled spot in ``classes``, NaN where unlabelled.
+
+    Raises, naming the values, where a labelled spot's value is not one of ``classes``.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from senca._labels import class_codes
+    >>> class_codes(pd.Series(["b", "a", "x"]), ["a", "b"], np.array([False, False, True]))
+    array([ 1.,  0., nan])
+    """
+    values = pd.Series(values)
+    unlabeled = np.asarray(unlabeled, dtype=bool)
+    lookup = {c: i for i, c in enumerate(classes)}
+    lookup.update({str(c): i for i, c in enumerate(classes)})
+    codes = np.full(len(values), np.nan)
+    unknown = set()
+    for i, v in enumerate(values.to_numpy()):
+        if unlabeled[i]:
+            continue
+        code = lookup.get(v, lookup.get(str(v)))
+        if code is None:
+            unknown.add(str(v))
+        else:
+            codes[i] = code
+    if unknown:
+        raise ValueError(
+            f"Label values {sorted(unknown)[:10]} are not among {option}={[str(c) for c in classes]}; add them to "
+            "it, or mark them as unlabelled (unlabeled_category=)."
+        )
+    return codes

@@ -35,15 +35,31 @@ def detect(
         typer.Argument(metavar="PATH", help="More training sections (as after --train).", show_default=False),
     ] = None,
     labels_key: Annotated[
-        str, typer.Option("--labels-key", metavar="KEY", help="obs key of the cancer labels.")
+        str,
+        typer.Option(
+            "--labels-key",
+            metavar="KEY",
+            help="obs key of the labels: cancer vs not, or three or more classes (e.g. a pathologist's annotation).",
+        ),
     ] = "cancer",
     positive: Annotated[
         list[str] | None,
         typer.Option(
             "--positive",
             metavar="VALUE",
-            help="Label value(s) meaning cancer, e.g. --positive 'invasive cancer' --positive 'cancer in situ'. "
-            "Without it the labels must be boolean, 0/1, or say cancer/tumour (vs anything else).",
+            help="Label value(s) meaning cancer, e.g. --positive 'invasive cancer' --positive 'cancer in situ': a "
+            "cancer call even from a multi-class column. Without it two classes must be boolean, 0/1, or say "
+            "cancer/tumour (vs anything else); three or more classes are predicted as they are.",
+        ),
+    ] = None,
+    unlabeled: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--unlabeled",
+            metavar="VALUE",
+            help="Label value(s) meaning 'no label' (not used for training), besides missing values. "
+            "[default: undetermined]",
+            show_default=False,
         ),
     ] = None,
     image_key: opt.ImageKeyOpt = "X_histology",
@@ -62,13 +78,15 @@ def detect(
     accelerator: opt.AccelOpt = "auto",
     overwrite: opt.OverwriteOpt = False,
 ) -> None:
-    """Cancer spots in a new section with SpaCRD.
+    """Cancer spots (or any annotated classes) in a new section with SpaCRD.
 
-    Trains SpaCRD on labelled sections (genes shared by all of them) and scores the target: obs['spacrd_score']
-    in [0, 1] and obs['spacrd_cancer'] (a label-free call). Scoring adapts to the target without its labels (a
-    logistic regression on the target's own genes fitted to its most confident spots, neighbourhood pooling; the
-    call at the even-odds point of that fit); --no-adapt turns that off (Gaussian-mixture call). If the target
-    carries labels under --labels-key, AUC/AP/F1 are printed.
+    Trains SpaCRD on labelled sections (genes shared by all of them) and scores the target. Cancer vs not:
+    obs['spacrd_score'] in [0, 1] and obs['spacrd_cancer'] (a label-free call). Three or more classes (e.g. a
+    pathologist's annotation, without --positive): obs['spacrd_label'], obs['spacrd_confidence'] and the class
+    probabilities obsm['spacrd_proba']. Scoring adapts to the target without its labels (a logistic regression on
+    the target's own genes fitted to its most confident spots, neighbourhood pooling); --no-adapt turns that off.
+    Spots labelled 'undetermined' (--unlabeled) or missing are not trained on. If the target carries labels under
+    --labels-key, AUC/AP/F1 (cancer) or ARI/macro-F1 (classes) are printed.
     """
     with user_errors():
         train_paths = [check_input(p) for p in [*train, *(more_train or [])]]
@@ -85,10 +103,18 @@ def detect(
         adatas = [lo.adata for lo in loaded_train]
         for lo in loaded_train:
             require_obs(lo.adata, labels_key, "--labels-key", f" in {str(lo.path)!r}")
-            lo.adata.obs[labels_key] = binary_labels(lo.adata.obs[labels_key], positive, lo.path)
+        unlabeled = list(unlabeled) if unlabeled else "undetermined"
+        classes = None if positive else multi_classes([lo.adata.obs[labels_key] for lo in loaded_train], unlabeled)
+        if classes is None:
+            for lo in loaded_train:
+                lo.adata.obs[labels_key] = binary_labels(lo.adata.obs[labels_key], positive, lo.path, unlabeled)
         target_adata = loaded_tgt.adata
-        for key in ("spacrd_score", "spacrd_cancer"):
+        obs_keys = ["spacrd_label", "spacrd_confidence"] if classes else ["spacrd_score", "spacrd_cancer"]
+        out_keys = [*obs_keys, "spacrd_proba"] if classes else obs_keys
+        for key in obs_keys:
             key_free(target_adata.obs, key, "obs", overwrite)
+        if classes:
+            key_free(target_adata.obsm, "spacrd_proba", "obsm", overwrite)
         if no_image:
             image_key = None
         else:
@@ -114,18 +140,31 @@ def detect(
         from senca._utils import set_seed
 
         set_seed(seed)
-        SpaCRD.setup_anndata(source, layer=use_layer, image_key=image_key, labels_key=labels_key, sample_key="section")
+        try:
+            SpaCRD.setup_anndata(
+                source, layer=use_layer, image_key=image_key, labels_key=labels_key, sample_key="section",
+                unlabeled_category=unlabeled, classes=classes,
+            )  # fmt: skip
+        except ValueError as e:
+            raise CLIError(f"labels: {e}") from None
         model = SpaCRD(source)
-        say(f"training SpaCRD on {source.n_obs} spots from {len(adatas)} section(s), {source.n_vars} shared genes")
+        what = f"{len(classes)} classes" if classes else "cancer vs not"
+        say(f"training SpaCRD ({what}) on {source.n_obs} spots from {len(adatas)} section(s), {source.n_vars} genes")
         t0 = time.perf_counter()
         model.train(max_epochs=max_epochs, accelerator=accelerator, seed=seed)
         say(f"trained SpaCRD ({time.perf_counter() - t0:.1f} s)", done=True)
         with step(f"scoring {tgt}"):
             model.predict(target_adata, overwrite=overwrite, **({"n_smooth": 0, "adapt": None} if no_adapt else {}))
-        n_cancer = int(target_adata.obs["spacrd_cancer"].astype(bool).sum())
-        say(f"cancer spots: {n_cancer} / {target_adata.n_obs}")
-        if labels_key in target_adata.obs:
-            y = binary_labels(target_adata.obs[labels_key], positive, tgt)
+        if classes:
+            counts = target_adata.obs["spacrd_label"].value_counts()
+            say("labels: " + ", ".join(f"{k} {int(v)}" for k, v in counts.items() if v))
+            if labels_key in target_adata.obs:
+                say(class_scores(target_adata.obs[labels_key], target_adata.obs["spacrd_label"], unlabeled, labels_key))
+        else:
+            n_cancer = int(target_adata.obs["spacrd_cancer"].astype(bool).sum())
+            say(f"cancer spots: {n_cancer} / {target_adata.n_obs}")
+        if labels_key in target_adata.obs and not classes:
+            y = binary_labels(target_adata.obs[labels_key], positive, tgt, unlabeled)
             from senca.metrics import detection_scores
 
             scores = detection_scores(
@@ -135,18 +174,56 @@ def detect(
             )
             say(fmt_scores(scores) + f" (vs obs[{labels_key!r}] of the target)")
         with step(f"writing {out}"):
-            write_output(loaded_tgt, target_adata, out, keys=["spacrd_score", "spacrd_cancer"])
-        say(f"wrote {out}: obs['spacrd_score'], obs['spacrd_cancer']")
+            write_output(loaded_tgt, target_adata, out, keys=out_keys)
+        written = [f"obs[{k!r}]" for k in obs_keys] + (["obsm['spacrd_proba']"] if classes else [])
+        say(f"wrote {out}: {', '.join(written)}")
 
 
-def binary_labels(labels: Any, positive: list[str] | None, path: Path) -> Any:
-    """1.0 / 0.0 / NaN (missing) per spot by the rule shared with ``SpaCRD.setup_anndata`` (senca._labels)."""
+def multi_classes(columns: list[Any], unlabeled: Any) -> list | None:
+    """The class vocabulary of the training sections' labels when it has three or more classes, else ``None``."""
+    import numpy as np
     import pandas as pd
 
-    from senca._labels import cancer_labels
+    from senca._labels import label_classes, unlabeled_mask
 
+    values = pd.concat([pd.Series(np.asarray(c), dtype=c.dtype) for c in columns], ignore_index=True)
+    categorical = [c.cat.categories for c in columns if isinstance(c.dtype, pd.CategoricalDtype)]
+    if categorical and len(categorical) == len(columns):  # keep the category order of the inputs
+        order = list(dict.fromkeys(v for cats in categorical for v in cats))
+        values = values.astype(object).astype(pd.CategoricalDtype(order))
     try:
-        y, taken = cancer_labels(labels, positive or None, option="--positive")
+        classes = label_classes(values, unlabeled_mask(values, unlabeled))
+    except ValueError as e:
+        raise CLIError(f"labels: {e}") from None
+    return classes if len(classes) > 2 else None
+
+
+def class_scores(truth: Any, predicted: Any, unlabeled: Any, labels_key: str) -> str:
+    """ARI and macro-F1 of the predicted classes against the target's own labels (unlabelled spots left out)."""
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from senca._labels import unlabeled_mask
+    from senca.metrics import region_scores
+
+    keep = ~unlabeled_mask(truth, unlabeled)
+    t = np.asarray(truth, dtype=object)[keep].astype(str)
+    p = np.asarray(predicted, dtype=object)[keep].astype(str)
+    ari = region_scores(t, p)["ari"]
+    f1 = f1_score(t, p, labels=sorted(set(t)), average="macro", zero_division=0)
+    return f"ARI {ari:.3f}, macro-F1 {f1:.3f} (vs obs[{labels_key!r}] of the target, {int(keep.sum())} labelled spots)"
+
+
+def binary_labels(labels: Any, positive: list[str] | None, path: Path, unlabeled: Any = "undetermined") -> Any:
+    """1.0 / 0.0 / NaN (no label) per spot by the rules shared with ``SpaCRD.setup_anndata`` (senca._labels)."""
+    import pandas as pd
+
+    from senca._labels import cancer_labels, unlabeled_mask
+
+    none = unlabeled_mask(labels, unlabeled)
+    values = labels.mask(none) if none.any() else labels
+    try:
+        y, taken = cancer_labels(values, positive or None, option="--positive")
     except ValueError as e:
         raise CLIError(f"labels in {str(path)!r}: {e}") from None
     if not positive and not pd.api.types.is_bool_dtype(labels):

@@ -1,4 +1,4 @@
-"""SpaCRD: supervised cancer-region detection that transfers to new sections (scvi-tools model class)."""
+"""SpaCRD: supervised cancer-region detection (or K-class annotation) that transfers to new sections."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ import pandas as pd
 from anndata import AnnData
 from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField, ObsmField
 
-from senca._labels import cancer_labels
+from senca._labels import UNLABELED, cancer_labels, class_codes, label_classes, unlabeled_mask
 from senca._utils import check_key_free, set_owned, table_of
 from senca._validate import check_setup
 from senca.data import FEATURE_KEYS, REGISTRY_KEYS
 from senca.model._adapt import (
+    agreeing_sections,
+    class_proba,
+    class_pseudo_labels,
     finetuned_copy,
     linear_adapt,
     neighbor_smooth,
@@ -34,25 +37,59 @@ logger = logging.getLogger(__name__)
 _KNN_OBSM_KEY = "_spacrd_knn"
 _LABEL_OBS_KEY = "_spacrd_label"
 _SAME = "same as setup"  # sentinel: reuse the argument given to setup_anndata
-# the loader reads the neighbour index and the label from the registry, and gathers the model's derived features
-_LOADED_KEYS = [REGISTRY_KEYS.NEIGHBOR_KEY, REGISTRY_KEYS.LABELS_KEY]
+# the loader reads the neighbour index and the label from the registry, and gathers the model's derived features;
+# the label as float (not scvi-tools' int64 for labels) so that NaN still marks a spot without a label
+_LOADED_KEYS = {REGISTRY_KEYS.NEIGHBOR_KEY: np.int64, REGISTRY_KEYS.LABELS_KEY: np.float32}
 
 
-def _binary_labels(values: pd.Series, positive_label) -> np.ndarray:
-    """0/1 labels by the shared rule of :func:`senca._labels.cancer_labels` (see :meth:`SpaCRD.setup_anndata`)."""
-    if values.isna().any():
+def _source_labels(values: pd.Series, positive_label, unlabeled_category, classes) -> tuple[np.ndarray, list | None]:
+    """Labels of the source spots (float: 0/1 or class codes, NaN: no label) and the class vocabulary.
+
+    ``None`` as vocabulary: the binary cancer model (see :meth:`SpaCRD.setup_anndata` for the rule).
+    """
+    unlabeled = unlabeled_mask(values, unlabeled_category)
+    if unlabeled.all():
         raise ValueError(
-            f"The label column has {int(values.isna().sum())} missing values; SpaCRD needs a label for every "
-            "source spot. Drop the unlabelled spots (or label them) before setup_anndata."
+            "No source spot has a label: every value of the label column is missing or in unlabeled_category="
+            f"{unlabeled_category!r}. SpaCRD needs labelled spots in the source sections."
         )
-    y = cancer_labels(values, positive_label)[0] == 1
-    if y.all() or not y.any():
+    present = label_classes(values, unlabeled)
+    if classes is not None:
+        if positive_label is not None:
+            raise ValueError("Pass either classes= (a multi-class model) or positive_label= (the binary cancer model).")
+        classes = list(classes)
+        if len(classes) < 3 or len(set(map(str, classes))) != len(classes):
+            raise ValueError(
+                "classes= names the vocabulary of a multi-class model: three or more distinct values, got "
+                f"{classes!r}. For two classes, use the binary model (positive_label= names the cancer class)."
+            )
+        absent = [str(c) for c in classes if str(c) not in set(map(str, present))]
+        if absent:
+            warnings.warn(
+                f"Classes {absent} have no labelled source spot: the model cannot learn them and will not predict "
+                "them.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return class_codes(values, classes, unlabeled), classes
+    if positive_label is None and len(present) > 2:
+        return class_codes(values, present, unlabeled), present
+    if len(present) < 2:
+        raise ValueError(
+            f"The label column has only one class among the labelled spots ({[str(c) for c in present]}); SpaCRD "
+            "needs both cancer and non-cancer spots in the source sections."
+        )
+    if unlabeled.any():
+        values = pd.Series(values).mask(unlabeled)
+    y = cancer_labels(values, positive_label)[0]
+    labelled = y[~unlabeled]
+    if labelled.all() or not labelled.any():
         raise ValueError(
             "The label column has only one class "
-            f"({'all positive' if y.all() else 'all negative'}); SpaCRD needs both cancer and non-cancer spots "
+            f"({'all positive' if labelled.all() else 'all negative'}); SpaCRD needs both cancer and non-cancer spots "
             "in the source sections."
         )
-    return y.astype(np.float32)
+    return y.astype(np.float32), None
 
 
 class SpaCRD(SencaModel):
@@ -72,6 +109,11 @@ class SpaCRD(SencaModel):
     paper's 1024/512/8/64 can be passed) and is an ensemble of ``n_members`` networks (their mean logit), since a
     single network trained on a few sections varies a lot from seed to seed; :meth:`predict` adapts the scores to
     each target without its labels.
+
+    Beyond two classes: given a label column with three or more classes (e.g. a pathologist's annotation,
+    :meth:`setup_anndata`), the same network learns one prior mean and one logit per class, and :meth:`predict`
+    labels every spot in the source's vocabulary (:attr:`classes`) with class probabilities. Spots without a label
+    (missing, ``"undetermined"``) are left out of the loss.
 
     The method is *transductive by design*: genes and histology features are standardised within each section,
     target sections included (their own statistics, computed without labels), which removes per-section batch
@@ -146,12 +188,17 @@ class SpaCRD(SencaModel):
             if REGISTRY_KEYS.IMAGE_KEY in manager.data_registry:
                 image = manager.get_from_registry(REGISTRY_KEYS.IMAGE_KEY)
             self._features = self._section_features(counts, adata.var_names, genes, groups, image)
+            if self.classes is not None:  # labelled source spots per class (a class without any is never predicted)
+                codes = np.asarray(manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY), dtype=float).ravel()
+                codes = codes[np.isfinite(codes)].astype(int)
+                self.class_counts_ = np.bincount(codes, minlength=len(self.classes)).tolist()
         elif genes is None:
             raise ValueError("SpaCRD needs either a registered AnnData or the list of genes (when loading).")
         genes = [str(g) for g in genes]
         if len(genes) < 10:
             raise ValueError(f"Only {len(genes)} genes selected; SpaCRD needs at least 10 expressed genes.")
         n_image = int(self.summary_stats.get(f"n_{REGISTRY_KEYS.IMAGE_KEY}", 0))
+        classes = self.classes
         self._module_kwargs = {
             "n_genes": len(genes),
             "n_image": n_image,
@@ -161,11 +208,13 @@ class SpaCRD(SencaModel):
             "n_latent": n_latent,
             "dropout": dropout,
             "n_members": n_members,
+            **({} if classes is None else {"n_classes": len(classes)}),
             **module_kwargs,
         }
         self._build_module()
         self._model_summary_string = (
-            f"SpaCRD: {len(genes)} genes, {n_image} histology features "
+            f"SpaCRD ({'cancer vs not' if classes is None else f'{len(classes)} classes'}): {len(genes)} genes, "
+            f"{n_image} histology features "
             f"({'expression-only' if n_image == 0 else 'image + expression'}), "
             f"k = {self.n_neighbors} neighbours, token width {n_embed}, latent {n_latent}."
         )
@@ -176,6 +225,14 @@ class SpaCRD(SencaModel):
     def genes(self) -> list[str]:
         """Genes the model uses (in model order); targets are aligned to them by name."""
         return list(self.init_params_["non_kwargs"]["genes"])
+
+    @property
+    def classes(self) -> list | None:
+        """The class vocabulary of a multi-class model (the order of :meth:`predict`'s probability columns).
+
+        ``None`` for the binary cancer model.
+        """
+        return self._setup_arg("classes")
 
     @property
     def n_neighbors(self) -> int:
@@ -208,21 +265,35 @@ class SpaCRD(SencaModel):
         n_neighbors: int = 7,
         spatial_key: str = "spatial",
         positive_label=None,
+        unlabeled_category=UNLABELED,
+        classes: Sequence | None = None,
         overwrite: bool = False,
         **kwargs,
     ) -> None:
         """Register labelled source sections.
+
+        Two kinds of model, chosen by the label column:
+
+        - *binary* (cancer vs not; the paper's): a column with two classes, or any column with ``positive_label``.
+          :meth:`predict` writes a cancer score and a label-free call.
+        - *multi-class* (e.g. the pathologist's vocabulary): a column with more than two classes (without
+          ``positive_label``), or ``classes=``. :meth:`predict` writes a label, class probabilities and a
+          confidence per spot.
+
+        Spots whose label is missing or in ``unlabeled_category`` take no part in the classification loss (their
+        expression still informs their neighbours and the VAE).
 
         Parameters
         ----------
         adata
             Source sections (e.g. from :func:`senca.pp.concat_sections`) with raw counts.
         labels_key
-            ``adata.obs`` column with the cancer label of every spot: bool, 0/1 or ``"true"``/``"false"``
-            (true/1 = cancer); text naming the cancer class (values containing the word cancer, tumour/tumor or
-            malignant, e.g. ``"cancer"``/``"other"``, ``"tumour"``/``"normal"``; the class taken is logged at
-            INFO); or any values together with ``positive_label``. The rule is
-            :func:`senca._labels.cancer_labels`, shared with ``senca detect``.
+            ``adata.obs`` column with the label of every spot. Binary: bool, 0/1 or ``"true"``/``"false"``
+            (true/1 = cancer); two text classes naming the cancer class (values containing the word cancer,
+            tumour/tumor or malignant, e.g. ``"cancer"``/``"other"``, ``"tumour"``/``"normal"``; the class taken is
+            logged at INFO); or any values together with ``positive_label``. The rule is
+            :func:`senca._labels.cancer_labels`, shared with ``senca detect``. Multi-class: any categorical, text
+            or integer column with three or more classes among its labelled spots.
         layer
             Layer with raw counts; ``None`` uses ``X``.
         image_key
@@ -239,7 +310,16 @@ class SpaCRD(SencaModel):
         positive_label
             Value (or list of values) of ``labels_key`` that is cancer; every other value is non-cancer. Needed
             when the column is neither bool/0-1 nor says which class is cancer (e.g. ``"A"``/``"B"``):
-            ``positive_label=["invasive cancer", "cancer in situ"]``.
+            ``positive_label=["invasive cancer", "cancer in situ"]``. Given, the model is binary whatever the
+            number of classes.
+        unlabeled_category
+            Value (or list of values, any case) of ``labels_key`` meaning "no label", besides missing values;
+            default ``"undetermined"`` (her2st's pathologist). ``None``: only missing values.
+        classes
+            Multi-class vocabulary, in the order of the probability columns :meth:`predict` writes (three or more
+            values). Default: the classes of the labelled spots, in the column's category order (sorted for a
+            non-categorical column). A class without a labelled spot stays in the vocabulary with a warning (the
+            model never predicts it), so that models trained on different sections share one vocabulary.
         overwrite
             Replace different values already in the helper keys below (from a setup with other labels or settings);
             the same setup twice needs no ``overwrite``.
@@ -248,20 +328,22 @@ class SpaCRD(SencaModel):
 
         Returns
         -------
-        ``None``. Writes the private helper columns ``adata.obs["_spacrd_label"]`` (0/1 label) and
-        ``adata.obsm["_spacrd_knn"]`` (neighbour index), besides scvi-tools' own ``_scvi_*`` keys.
+        ``None``. Writes the private helper columns ``adata.obs["_spacrd_label"]`` (0/1 label or class code, NaN
+        where unlabelled) and ``adata.obsm["_spacrd_knn"]`` (neighbour index), besides scvi-tools' own ``_scvi_*``
+        keys.
 
         Examples
         --------
         >>> import senca
-        >>> adata = senca.datasets.synthetic(n_spots=300, seed=0)
-        >>> senca.model.SpaCRD.setup_anndata(adata, labels_key="region", positive_label="R1")
+        >>> adata = senca.datasets.synthetic(n_spots=300, n_regions=4, seed=0)
+        >>> senca.model.SpaCRD.setup_anndata(adata, labels_key="region", positive_label="R1")  # binary: R1 vs rest
+        >>> senca.model.SpaCRD.setup_anndata(adata, labels_key="region", overwrite=True)  # four classes
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         if labels_key is None:
-            raise ValueError("SpaCRD is supervised: pass labels_key= (the obs column with the cancer labels).")
+            raise ValueError("SpaCRD is supervised: pass labels_key= (the obs column with the labels).")
         if labels_key not in adata.obs:
-            raise KeyError(f"adata.obs[{labels_key!r}] not found; pass the column with the cancer labels.")
+            raise KeyError(f"adata.obs[{labels_key!r}] not found; pass the column with the labels.")
         _, groups = check_setup(
             adata, "SpaCRD.setup_anndata", layer, spatial_key, sample_key, features={"image_key": image_key},
             allow_nan=True,
@@ -272,7 +354,9 @@ class SpaCRD(SencaModel):
                 UserWarning,
                 stacklevel=2,
             )
-        labels = _binary_labels(adata.obs[labels_key], positive_label)
+        labels, classes = _source_labels(adata.obs[labels_key], positive_label, unlabeled_category, classes)
+        # the vocabulary is part of the setup, so that a saved model knows it (load passes it back as classes=)
+        setup_method_args["setup_args"]["classes"] = classes
         index = knn_index(np.asarray(adata.obsm[spatial_key]), n_neighbors, groups)
         set_owned(adata.obs, _LABEL_OBS_KEY, labels, "adata.obs", overwrite)
         set_owned(adata.obsm, _KNN_OBSM_KEY, index, "adata.obsm", overwrite)
@@ -403,7 +487,7 @@ class SpaCRD(SencaModel):
         overwrite: bool = False,
         table_key: str | None = None,
     ) -> None:
-        """Score an unlabelled target: cancer likelihood per spot and a label-free binary call.
+        """Score an unlabelled target: cancer likelihood and a label-free call, or the class of every spot.
 
         The target's genes are aligned to the model's by name (order does not matter; missing genes are set to
         the section mean), normalised and standardised within each target section (transductive, no labels
@@ -417,7 +501,10 @@ class SpaCRD(SencaModel):
            convergence, so its result does not depend on the size of the section. With ``adapt="finetune"``, a copy
            of the network is fine-tuned on the pseudo-labels by BCE for ``adapt_epochs`` epochs (the behaviour of
            senca 0.x before this option; the trained model itself is never changed). ``adapt=None`` or
-           ``adapt_epochs=0`` keep the network's logits.
+           ``adapt_epochs=0`` keep the network's logits. The linear adaptation must agree with the network where
+           it was not fitted: in a section where its pooled logits do not rank the spots without a pseudo-label in
+           the same direction as the network's (Spearman correlation not positive), that section keeps the
+           network's logits, with a warning (:func:`agreeing_sections`).
         2. *Neighbourhood pooling* (``n_smooth > 0``): the logits are averaged over each spot's ``k`` nearest spots
            of the same section, ``n_smooth`` times, since cancer regions are contiguous tissue.
 
@@ -431,6 +518,17 @@ class SpaCRD(SencaModel):
 
         On her2st leave-one-patient-out (``python -m benchmarks.detection``, see the benchmarks page), these
         steps carry most of the gain over the network's own scores.
+
+        A *multi-class* model (see :meth:`setup_anndata`) labels every spot instead. The same steps run on its
+        ``K`` logits per spot: the pseudo-labels are, per section, each class's most typical spots by its logit
+        standardised over the section (:func:`class_pseudo_labels`: the binary top/bottom rule for ``K``
+        classes, insensitive to a section whose composition differs from the sources'), the adaptation is a
+        multinomial logistic regression on them, and the pooled logits give the class probabilities (softmax; a
+        class that got no pseudo-label in a section, or had no labelled source spot, has probability 0 there).
+        ``threshold`` does not apply.
+
+        On her2st leave-one-patient-out (``python -m benchmarks.multiclass``), the multi-class adaptation raises
+        the agreement with the pathologist over the network's own labels (see the benchmarks page).
 
         Parameters
         ----------
@@ -455,13 +553,15 @@ class SpaCRD(SencaModel):
         adapt
             ``"linear"`` (default), ``"finetune"`` or ``None``: how the scores adapt to the target (see above).
         adapt_fraction
-            Fraction of each target section taken as confident cancer (top) and as confident non-cancer (bottom).
+            Fraction of each target section taken as confident cancer (top) and as confident non-cancer (bottom);
+            with more classes, as confident members of each class.
         adapt_epochs
             Epochs of fine-tuning with ``adapt="finetune"``; 0 turns any adaptation off.
         adapt_lr
             Adam learning rate of the fine-tuning.
         threshold
-            Label-free binary call: ``"auto"``, ``"balanced"`` (needs ``adapt="linear"``) or ``"gmm"``.
+            Label-free binary call: ``"auto"``, ``"balanced"`` (needs ``adapt="linear"``) or ``"gmm"``. Binary
+            models only.
         batch_size
             Spots per inference batch.
         overwrite
@@ -471,13 +571,19 @@ class SpaCRD(SencaModel):
 
         Returns
         -------
-        ``None``. Writes ``adata.obs[f"{key_added}_score"]`` (float in [0, 1]) and
-        ``adata.obs[f"{key_added}_cancer"]`` (bool).
+        ``None``. Binary model: writes ``adata.obs[f"{key_added}_score"]`` (float in [0, 1]) and
+        ``adata.obs[f"{key_added}_cancer"]`` (bool). Multi-class model: ``adata.obs[f"{key_added}_label"]``
+        (categorical, the source's vocabulary :attr:`classes`, as text), ``adata.obsm[f"{key_added}_proba"]`` (a
+        DataFrame, one column per class, rows summing to 1) and ``adata.obs[f"{key_added}_confidence"]`` (the
+        probability of the label).
 
         Examples
         --------
         >>> det.predict(target, key_added="spacrd")  # doctest: +SKIP
         >>> target.obs[["spacrd_score", "spacrd_cancer"]].head()  # doctest: +SKIP
+        >>> pathology.predict(target)  # a multi-class model  # doctest: +SKIP
+        >>> target.obs["spacrd_label"].value_counts()  # doctest: +SKIP
+        >>> cancer = target.obsm["spacrd_proba"][["invasive cancer", "cancer in situ"]].sum(1)  # doctest: +SKIP
         """
         if not isinstance(adata, AnnData) and getattr(adata, "tables", None) is None:
             raise TypeError(f"predict expects an AnnData or a SpatialData, got {type(adata).__name__}.")
@@ -492,18 +598,28 @@ class SpaCRD(SencaModel):
             raise ValueError(f"adapt must be 'linear', 'finetune' or None, got {adapt!r}.")
         if adapt_epochs == 0:
             adapt = None
+        multi = self.classes is not None
+        if multi and threshold != "auto":
+            raise ValueError(
+                f"threshold={threshold!r} sets the binary cancer call; a multi-class model labels each spot with its "
+                "most probable class. Leave threshold='auto'."
+            )
         if threshold == "auto":
             threshold = "balanced" if adapt == "linear" else "gmm"
         if threshold not in ("balanced", "gmm"):
             raise ValueError(f"threshold must be 'auto', 'balanced' or 'gmm', got {threshold!r}.")
-        if threshold == "balanced" and adapt != "linear":
+        if threshold == "balanced" and adapt != "linear" and not multi:
             raise ValueError(
                 "threshold='balanced' needs adapt='linear' (its logit 0 is the even-odds boundary between the "
                 "balanced pseudo-labels); use threshold='gmm' otherwise."
             )
-        score_key, call_key = f"{key_added}_score", f"{key_added}_cancer"
-        check_key_free(adata.obs, score_key, "adata.obs", overwrite)
-        check_key_free(adata.obs, call_key, "adata.obs", overwrite)
+        if multi:
+            keys = {"obs": [f"{key_added}_label", f"{key_added}_confidence"], "obsm": [f"{key_added}_proba"]}
+        else:
+            keys = {"obs": [f"{key_added}_score", f"{key_added}_cancer"], "obsm": []}
+        for where, names in keys.items():
+            for key in names:
+                check_key_free(getattr(adata, where), key, f"adata.{where}", overwrite)
         layer = self._setup_arg("layer") if layer == _SAME else layer
         image_key = self._setup_arg("image_key") if image_key == _SAME else image_key
         spatial_key = self._setup_arg("spatial_key") if spatial_key == _SAME else spatial_key
@@ -541,13 +657,47 @@ class SpaCRD(SencaModel):
         nbr = knn_index(np.asarray(adata.obsm[spatial_key]), self.n_neighbors, groups)
         seed = int(getattr(self, "train_seed_", 0) or 0)
         logits = network_logits(self.module, feats, nbr, batch_size)
+        # a class without a labelled source spot is never predicted (NaN logit: probability 0, no pseudo-label)
+        if multi:
+            untrained = np.asarray(getattr(self, "class_counts_", [1] * len(self.classes))) == 0
+            logits[:, untrained] = np.nan
         if adapt is not None:
-            pseudo = pseudo_labels(neighbor_smooth(logits, nbr, n_smooth), groups, adapt_fraction)
+            pooled = neighbor_smooth(logits, nbr, n_smooth)
+            if multi:
+                pseudo = class_pseudo_labels(pooled, groups, adapt_fraction)
+            else:
+                pseudo = pseudo_labels(pooled, groups, adapt_fraction)
             if adapt == "linear":
-                logits = linear_adapt(feats[FEATURE_KEYS.SPACRD_GENE_KEY], pseudo, groups, logits)
+                adapted = linear_adapt(feats[FEATURE_KEYS.SPACRD_GENE_KEY], pseudo, groups, logits)
+                if not multi:
+                    adapted, declined = agreeing_sections(adapted, logits, pseudo, nbr, groups, n_smooth)
+                    if declined:
+                        warnings.warn(
+                            f"The adaptation to section(s) {[str(g) for g in declined]} contradicts the network's "
+                            "scores on the spots it was not fitted to; they are scored by the network alone (its "
+                            "call at logit 0).",
+                            UserWarning,
+                            stacklevel=2,
+                        )
+                logits = adapted
             elif np.isfinite(pseudo).any():
                 adapted = finetuned_copy(self.module, feats, nbr, pseudo, adapt_epochs, adapt_lr, seed)
                 logits = network_logits(adapted, feats, nbr, batch_size)
-        score, call = section_scores(neighbor_smooth(logits, nbr, n_smooth), groups, threshold, seed)
-        adata.obs[score_key] = score
-        adata.obs[call_key] = call
+                if multi:
+                    logits[:, untrained] = np.nan
+        pooled = neighbor_smooth(logits, nbr, n_smooth)
+        if multi:
+            self._write_classes(adata, class_proba(pooled), key_added)
+            return
+        score, call = section_scores(pooled, groups, threshold, seed)
+        adata.obs[f"{key_added}_score"] = score
+        adata.obs[f"{key_added}_cancer"] = call
+
+    def _write_classes(self, adata: AnnData, proba: np.ndarray, key_added: str) -> None:
+        """The multi-class outputs: probabilities (obsm DataFrame), most probable class and its probability (obs)."""
+        names = [str(c) for c in self.classes]
+        frame = pd.DataFrame(proba, index=adata.obs_names, columns=names)
+        best = proba.argmax(1)
+        adata.obsm[f"{key_added}_proba"] = frame
+        adata.obs[f"{key_added}_label"] = pd.Categorical.from_codes(best, categories=names)
+        adata.obs[f"{key_added}_confidence"] = proba[np.arange(len(best)), best]

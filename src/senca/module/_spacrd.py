@@ -34,6 +34,7 @@ class _SpaCRDNet(nn.Module):
         dropout: float,
         attention_dropout: float,
         input_dropout: float,
+        n_classes: int = 2,
     ):
         super().__init__()
         self.input_dropout = nn.Dropout(float(input_dropout))
@@ -46,8 +47,10 @@ class _SpaCRDNet(nn.Module):
         h_vae = max(n_latent, n_embed // 2)
         self.vae_encoder = nn.Sequential(nn.Linear(n_embed, h_vae), nn.ReLU(), nn.Linear(h_vae, 2 * n_latent))
         self.vae_decoder = nn.Sequential(nn.Linear(n_latent, h_vae), nn.ReLU(), nn.Linear(h_vae, n_embed))
-        self.prior_means = nn.Parameter(0.01 * torch.randn(2, n_latent))
-        self.classifier = nn.Sequential(nn.Linear(2 * n_latent, n_latent), nn.ReLU(), nn.Linear(n_latent, 1))
+        self.prior_means = nn.Parameter(0.01 * torch.randn(n_classes, n_latent))
+        # two classes: one logit (cancer vs not); more: one logit per class
+        n_out = 1 if n_classes == 2 else n_classes
+        self.classifier = nn.Sequential(nn.Linear(2 * n_latent, n_latent), nn.ReLU(), nn.Linear(n_latent, n_out))
 
     @staticmethod
     def _encode(encoder, x: torch.Tensor, nbr: torch.Tensor | None, drop: nn.Module | None = None):
@@ -84,7 +87,8 @@ class _SpaCRDNet(nn.Module):
         qm, qlv = self.vae_encoder(fused).chunk(2, dim=-1)
         qlv = qlv.clamp(-10.0, 10.0)
         z = qm + torch.randn_like(qm) * torch.exp(0.5 * qlv) if self.training else qm
-        logit = self.classifier(torch.cat([qm, qlv], dim=-1)).squeeze(-1)
+        logit = self.classifier(torch.cat([qm, qlv], dim=-1))
+        logit = logit.squeeze(-1) if logit.shape[-1] == 1 else logit
         out.update(fused=fused, qm=qm, qlv=qlv, z=z, logit=logit, attention_gene=a_g, attention_image=a_h)
         return out
 
@@ -102,10 +106,10 @@ class SpaCRDModule(BaseModuleClass):
 
     Stage ``"align"``: gene and image encoders aligned by symmetric InfoNCE over spots that have histology
     features. Stage ``"detect"``: bidirectional cross-attention between the centre spot's tokens and its
-    neighbourhood's tokens of the other modality, fused; a VAE on the fused vector whose prior mean is one of two
-    learnable class means (held apart by a bounded hinge ``relu(margin - ||mu0 - mu1||)``); a classifier on
+    neighbourhood's tokens of the other modality, fused; a VAE on the fused vector whose prior mean is a learnable
+    mean of the spot's class (held apart by a bounded hinge ``relu(margin - ||mu0 - mu1||)``); a classifier on
     ``(mu, log var)``. For ``epoch < n_warmup_epochs`` only the VAE loss trains, then
-    ``BCE + vae_weight * VAE (+ contrastive_weight * InfoNCE)``.
+    ``BCE + vae_weight * VAE (+ contrastive_weight * InfoNCE)`` (cross-entropy with more than two classes).
 
     With ``n_members > 1`` the module holds that many networks, each drawn from its own initialisation and trained
     on the same minibatches with its own loss (the losses are summed); the logit is the mean of the members'
@@ -115,6 +119,10 @@ class SpaCRDModule(BaseModuleClass):
     Missing histology (expression-only sections, or NaN rows) is handled per spot: the image token of a spot
     without features is replaced by its gene token, which stage 1 aligned to the image space. With no image at all
     (``n_image == 0``) both attention directions run gene-to-gene.
+
+    Labels are float class codes (0/1 for two classes); NaN marks a spot without a label: it takes no part in the
+    classification loss, and its KL term is the expected KL under the classifier's (detached) class probabilities,
+    since its class prior is unknown. Its features still reach its neighbours through the attention.
 
     Parameters
     ----------
@@ -153,6 +161,10 @@ class SpaCRDModule(BaseModuleClass):
         Dropout on the gene features (masks genes at random during training; helps transfer to new sections).
     n_members
         Number of networks in the ensemble (the paper: 1).
+    n_classes
+        Number of classes. 2 (the paper): one logit (cancer vs not) and a binary cross-entropy. More: one logit per
+        class, a cross-entropy, one prior mean per class, the hinge summed over all pairs of prior means and divided by
+        ``n_classes - 1``.
 
     Examples
     --------
@@ -185,6 +197,7 @@ class SpaCRDModule(BaseModuleClass):
         n_warmup_epochs: int = 10,
         input_dropout: float = 0.0,
         n_members: int = 1,
+        n_classes: int = 2,
     ):
         super().__init__()
         if n_embed % n_heads:
@@ -193,9 +206,12 @@ class SpaCRDModule(BaseModuleClass):
             raise ValueError(f"n_genes must be >= 1, got {n_genes}.")
         if int(n_members) < 1:
             raise ValueError(f"n_members must be >= 1, got {n_members}.")
+        if int(n_classes) < 2:
+            raise ValueError(f"n_classes must be >= 2, got {n_classes}.")
         self.n_genes = int(n_genes)
         self.n_image = int(n_image)
         self.n_members = int(n_members)
+        self.n_classes = int(n_classes)
         self.temperature = float(temperature)
         self.margin = float(margin)
         self.margin_weight = float(margin_weight)
@@ -215,6 +231,7 @@ class SpaCRDModule(BaseModuleClass):
                 dropout,
                 attention_dropout,
                 input_dropout,
+                self.n_classes,
             )
             for _ in range(self.n_members)
         )
@@ -278,24 +295,65 @@ class SpaCRDModule(BaseModuleClass):
             return tg0.sum() * 0.0
         return info_nce(out["th0"][keep], tg0[keep], self.temperature)
 
+    def _class_probs(self, logit: torch.Tensor) -> torch.Tensor:
+        """``(B, K)`` class probabilities from the classifier's logits (one logit for two classes)."""
+        if self.n_classes == 2:
+            p = torch.sigmoid(logit)
+            return torch.stack([1.0 - p, p], dim=-1)
+        return torch.softmax(logit, dim=-1)
+
+    def _separation(self, prior_means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distance between the class prior means and its bounded hinge (no reward beyond the margin)."""
+        if self.n_classes == 2:
+            sep = torch.linalg.vector_norm(prior_means[0] - prior_means[1])
+            return sep, F.relu(self.margin - sep)
+        # every pair of classes; divided by K - 1 (the pairs each mean belongs to), so that each mean is pushed as
+        # hard as one of the two binary means
+        dist = torch.pdist(prior_means)
+        return dist.min(), F.relu(self.margin - dist).sum() / (self.n_classes - 1)
+
+    def _classification(self, logit: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the labelled spots (binary with one logit), 0 for a minibatch without any."""
+        if self.n_classes == 2:
+            return F.binary_cross_entropy_with_logits(logit, y)
+        return F.cross_entropy(logit, y.long())
+
     def _member_loss(self, net: _SpaCRDNet, out: dict, recon_out, y, warm: bool) -> tuple:
         nce = self._contrastive(out)
         fused = out["fused"]
         qm, qlv = out["qm"], out["qlv"]
+        logit = out[MODULE_KEYS.LOGIT_KEY]
         # reconstruction of the fused vector; the target is detached so the encoder cannot shrink it to a
         # constant to make reconstruction trivial
         recon = ((recon_out - fused.detach()) ** 2).mean(-1)
-        mu_y = net.prior_means[y.long()]
-        kl = 0.5 * (torch.exp(qlv) + (qm - mu_y) ** 2 - 1.0 - qlv).sum(-1)
-        sep = torch.linalg.vector_norm(net.prior_means[0] - net.prior_means[1])
-        hinge = F.relu(self.margin - sep)  # bounded: no reward beyond the margin
+        # (the order of the operations below is that of senca 0.x's binary loss: the autograd graph, and so the
+        # floating-point sums of the gradients, stay the same for fully labelled binary minibatches)
+        labelled = torch.isfinite(y)
+        every = bool(labelled.all())
+        if every:
+            mu_y = net.prior_means[y.long()]
+            kl = 0.5 * (torch.exp(qlv) + (qm - mu_y) ** 2 - 1.0 - qlv).sum(-1)
+        else:
+            # a spot without a label: the expected KL under the classifier's belief about its class
+            kl_all = 0.5 * (torch.exp(qlv)[:, None] + (qm[:, None] - net.prior_means[None]) ** 2 - 1.0 - qlv[:, None])
+            kl_all = kl_all.sum(-1)  # (B, K)
+            code = torch.where(labelled, y, torch.zeros_like(y)).long()
+            kl_y = kl_all.gather(1, code[:, None]).squeeze(1)
+            expected = (self._class_probs(logit).detach() * kl_all).sum(-1)
+            kl = torch.where(labelled, kl_y, expected)
+        sep, hinge = self._separation(net.prior_means)
         vae = recon.mean() + self.kl_weight * kl.mean() + self.margin_weight * hinge
-        bce = F.binary_cross_entropy_with_logits(out[MODULE_KEYS.LOGIT_KEY], y)
+        if every:
+            cls = self._classification(logit, y)
+        elif bool(labelled.any()):
+            cls = self._classification(logit[labelled], y[labelled])
+        else:
+            cls = logit.sum() * 0.0
         if warm:
             total = vae + self.contrastive_weight * nce
         else:
-            total = bce + self.vae_weight * vae + self.contrastive_weight * nce
-        return total, recon, kl, bce, nce, sep
+            total = cls + self.vae_weight * vae + self.contrastive_weight * nce
+        return total, recon, kl, cls, nce, sep
 
     def loss(self, tensors, inference_outputs, generative_outputs, epoch: int | None = None) -> LossOutput:
         """Stage-dependent loss (see the class docstring), summed over the members."""
@@ -310,14 +368,14 @@ class SpaCRDModule(BaseModuleClass):
             self._member_loss(net, m, r, y, warm)
             for net, m, r in zip(self.members, members, generative_outputs[MODULE_KEYS.RECON_KEY], strict=True)
         ]
-        total, recon, kl, bce, nce, sep = (torch.stack(list(p)) for p in zip(*parts, strict=True))
+        total, recon, kl, cls, nce, sep = (torch.stack(list(p)) for p in zip(*parts, strict=True))
         return LossOutput(
             loss=total.sum(),
             reconstruction_loss=recon.sum(0),
             kl_local=kl.sum(0),
             n_obs_minibatch=n,
             extra_metrics={
-                "bce": bce.mean().detach(),
+                "bce" if self.n_classes == 2 else "cross_entropy": cls.mean().detach(),
                 "infonce": nce.mean().detach(),
                 "prior_separation": sep.mean().detach(),
             },
@@ -340,7 +398,7 @@ class SpaCRDModule(BaseModuleClass):
 
         Returns
         -------
-        ``(B,)`` logits.
+        ``(B,)`` logits (two classes) or ``(B, K)`` logits, one per class.
         """
         stage = self.stage
         self.stage = "detect"
