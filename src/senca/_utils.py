@@ -30,7 +30,8 @@ def set_seed(seed: int | None) -> None:
         import sys
 
         if "scvi" in sys.modules:
-            sys.modules["scvi"].settings.seed = seed
+            with quiet_scvi():  # Lightning's "Seed set to" says nothing the caller did not ask for
+                sys.modules["scvi"].settings.seed = seed
     except Exception:  # noqa: BLE001 - seeding must never fail because of a settings quirk
         pass
 

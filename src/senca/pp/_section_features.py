@@ -213,7 +213,8 @@ def section_hvgs(counts, var_names: Sequence[str], groups: np.ndarray, n_top_gen
     x = sp.csr_matrix(counts[:, detected], dtype=np.float64)
     x.data = np.log1p(x.data * np.repeat(1e4 / _library(counts), np.diff(x.indptr)))
     x = x.astype(np.float32)
-    tmp = AnnData(X=x, obs=pd.DataFrame({"section": pd.Categorical(np.asarray(groups).astype(str))}))
+    sections = pd.Categorical(np.asarray(groups).astype(str))
+    tmp = AnnData(X=x, obs=pd.DataFrame({"section": sections}, index=np.arange(x.shape[0]).astype(str)))
     tmp.var_names = var_names[detected]
     n_sections = tmp.obs["section"].nunique()
     with warnings.catch_warnings():
