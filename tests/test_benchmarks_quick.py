@@ -136,3 +136,26 @@ def test_multiclass_protocol_helpers():
     perfect = multiclass.class_metrics(truth, np.where(truth == "undetermined", "fat", truth))
     assert perfect["ari"] == pytest.approx(1.0)
     assert perfect["f1"] == pytest.approx(1.0)
+
+
+def test_spacrd_epochs_table():
+    """The bounded-epoch table: per fraction, the mean over folds, ± its spread over seeds, and per fold."""
+    from benchmarks import spacrd_epochs
+
+    rows = [
+        {
+            "target": t,
+            "seed": s,
+            "fraction": f,
+            "steps": 30 * (4 if f == 1 else 1),
+            "auc": a,
+            "auc_net": a - 0.1,
+            "wall_s": 10.0,
+        }
+        for f in (1.0, 0.25)
+        for s in (0, 1)
+        for t, a in zip(spacrd_epochs.SECTIONS, [0.9, 0.8, 0.7, 0.6] if s == 0 else [1.0, 0.9, 0.8, 0.7], strict=True)
+    ]
+    md = spacrd_epochs.markdown({"command": "c", "seeds": [0, 1], "fractions": [1.0, 0.25], "rows": rows})
+    assert "| all | 120 | 0.800 ± 0.050 | 0.700 ± 0.050 | 0.950 | 0.850 | 0.750 | 0.650 | 10 |" in md
+    assert "| 0.25 of them | 30 |" in md

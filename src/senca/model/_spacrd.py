@@ -393,14 +393,16 @@ class SpaCRD(SencaModel):
     ) -> None:
         """Train both stages: contrastive alignment, then VAE warm-up and detection.
 
-        The default schedule is counted in epochs, each bounded to at most :data:`EPOCH_SPOTS` = 4,096 spots
+        The default schedule is counted in epochs, each bounded to at most 4,096 spots
         (``ceil(4096 / batch_size)`` minibatches: 64 of 64 spots): a source of up to 4,096 spots (e.g. all eight
         labelled her2st sections, 3,481 spots) trains full epochs; a larger one trains that many minibatches per
         epoch, each epoch a fresh random subset of its spots (the loader shuffles), so the training cost no longer
-        grows with the source (four 100,000-spot sections: 64 instead of 6,250 minibatches per epoch). On her2st,
-        halving or quartering the minibatches per epoch did not lower the leave-one-section-out AUC (see the docs'
-        scaling page). Pass ``limit_train_batches`` (Lightning's: a number of minibatches, or a fraction of the
-        epoch; ``limit_train_batches=1.0`` for full epochs) to choose otherwise. With DDP the bound holds per process.
+        grows with the source (four 100,000-spot sections: 64 instead of 6,250 minibatches per epoch, 1,920
+        detection steps in all, more than the 390-540 of a her2st source). On her2st, training on half or a quarter
+        of each epoch's minibatches moved the leave-one-section-out AUC by less than its spread over seeds
+        (``python -m benchmarks.spacrd_epochs``, the docs' scaling page). Pass ``limit_train_batches`` (Lightning's:
+        a number of minibatches, or a fraction of the epoch; ``limit_train_batches=1.0`` for full epochs) to choose
+        otherwise. With DDP the bound holds per process.
 
         Parameters
         ----------
