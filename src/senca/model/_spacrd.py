@@ -42,8 +42,8 @@ _SAME = "same as setup"  # sentinel: reuse the argument given to setup_anndata
 _LOADED_KEYS = {REGISTRY_KEYS.NEIGHBOR_KEY: np.int64, REGISTRY_KEYS.LABELS_KEY: np.float32}
 #: Spots drawn per training epoch by default, at most: the default schedule is counted in epochs tuned on her2st
 #: sources (4 sections: 1,123 spots; all 8 labelled sections: 3,481), and this first power of two above them keeps
-#: every such source on full epochs while a 400,000-spot source gets the same number of optimiser steps per epoch
-#: instead of 100 times as many (see :meth:`SpaCRD.train`).
+#: every such source on full epochs while a 400,000-spot source trains 64 minibatches of 64 spots per epoch instead
+#: of 6,250 (see :meth:`SpaCRD.train`).
 EPOCH_SPOTS = 4096
 
 
