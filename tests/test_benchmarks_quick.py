@@ -85,9 +85,20 @@ def test_scaling_stages_in_process(tmp_path):
     assert fit["passes"] >= 1
     assert fit["ari"] > 0.5  # the path finds the simulated regions
     assert scaling.total_seconds(fit) == pytest.approx(sum(s["s"] for s in fit["stages"][1:]))
-    tr = scaling._spacrd_schedule({"align": [1.0] * 6, "detect": [2.0, 2.0, 0.5, 0.5, 0.5]}, 640)
-    assert tr["steps_per_epoch"] == 10
-    assert tr["default_s_est"] == pytest.approx(15 * 10 * 1.0 + 30 * 10 * 0.5)  # first two minibatches skipped
+    # the schedule as it ran: a 640-spot epoch bounded to 4 minibatches (1 alignment and 2 detection epochs here)
+    tr = scaling._spacrd_schedule({"align": [1.0] * 4, "detect": [2.0] * 8, "epoch": [4.0, 8.0, 8.0]}, 640, 4)
+    assert (tr["full_epoch_batches"], tr["steps_per_epoch"], tr["epochs"]) == (10, 4, 3)
+    assert (tr["align_batches"], tr["detect_batches"], tr["detect_step_s"]) == (4, 8, 2.0)
+    spacrd = {
+        "n_target": 300,
+        "stages": [{"stage": s, "s": 10.0, "peak_gb": 1.0} for s in scaling.SPACRD_STAGES],
+        "train": tr,
+        "auc": 0.9,
+    }
+    sp_md = "\n".join(scaling._spacrd_markdown(spacrd))
+    assert "**1.0 min**" in sp_md  # the six stages, each run in full
+    assert "bounded to 4 minibatches of 64 spots (a full epoch of this source: 10)" in sp_md
+    assert "time met, memory met" in sp_md
     feat = scaling.features(200)
     assert feat["n_obs"] == 200
     assert feat["spots_per_s"] > 0
@@ -125,3 +136,26 @@ def test_multiclass_protocol_helpers():
     perfect = multiclass.class_metrics(truth, np.where(truth == "undetermined", "fat", truth))
     assert perfect["ari"] == pytest.approx(1.0)
     assert perfect["f1"] == pytest.approx(1.0)
+
+
+def test_spacrd_epochs_table():
+    """The bounded-epoch table: per fraction, the mean over folds, ± its spread over seeds, and per fold."""
+    from benchmarks import spacrd_epochs
+
+    rows = [
+        {
+            "target": t,
+            "seed": s,
+            "fraction": f,
+            "steps": 30 * (4 if f == 1 else 1),
+            "auc": a,
+            "auc_net": a - 0.1,
+            "wall_s": 10.0,
+        }
+        for f in (1.0, 0.25)
+        for s in (0, 1)
+        for t, a in zip(spacrd_epochs.SECTIONS, [0.9, 0.8, 0.7, 0.6] if s == 0 else [1.0, 0.9, 0.8, 0.7], strict=True)
+    ]
+    md = spacrd_epochs.markdown({"command": "c", "seeds": [0, 1], "fractions": [1.0, 0.25], "rows": rows})
+    assert "| all | 120 | 0.800 ± 0.050 | 0.700 ± 0.050 | 0.950 | 0.850 | 0.750 | 0.650 | 10 |" in md
+    assert "| 0.25 of them | 30 |" in md

@@ -408,6 +408,52 @@ def test_train_warm_start_continues_from_the_trained_weights(data):
         untrained.train(warm_start=True)
 
 
+def test_default_schedule_bounds_the_minibatches_per_epoch():
+    """Above EPOCH_SPOTS spots an epoch is that many spots' minibatches; below, full epochs as before."""
+    from senca.model._spacrd import EPOCH_SPOTS
+
+    big = senca.datasets.synthetic(n_spots=4500, n_genes=60, n_regions=3, layout="stripes", seed=0)
+    big.obs["cancer"] = (big.obs["region"] == "R1").to_numpy()
+    assert big.n_obs > EPOCH_SPOTS
+    small = big[: EPOCH_SPOTS - 96].copy()  # 2 minibatches of 2,048, as in a bounded epoch of the large source
+    fit = {**FIT, "max_epochs": 2, "align_epochs": 1, "batch_size": 2048, "seed": 0}
+
+    from lightning.pytorch.callbacks import Callback
+
+    class Steps(Callback):  # optimiser steps per training stage
+        def __init__(self):
+            self.steps = {}
+
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            stage = pl_module.module.stage
+            self.steps[stage] = self.steps.get(stage, 0) + 1
+
+    def trained(source, **kw):
+        senca.model.SpaCRD.setup_anndata(source, layer="counts", image_key="X_histology", labels_key="cancer")
+        model = senca.model.SpaCRD(source, n_top_genes=40, **SMALL)
+        model.steps = Steps()
+        model.train(callbacks=[model.steps], **{**fit, **kw})
+        return model
+
+    # 3 minibatches of 2,048 per full epoch, bounded to ceil(4,096 / 2,048) = 2, in both stages
+    bounded = trained(big)
+    assert bounded.trainer.num_training_batches == 2
+    assert bounded.steps.steps == {"align": 1 * 2, "detect": 2 * 2}
+    assert trained(big, limit_train_batches=1.0).steps.steps == {"align": 3, "detect": 2 * 3}  # full epochs
+    # a source within the bound: full epochs and the trainer it always had (Lightning's default, not a bound)
+    default = trained(small)
+    assert default.trainer.num_training_batches == 2
+    assert default.trainer.limit_train_batches == 1.0
+    assert default.steps.steps == {"align": 2, "detect": 2 * 2}
+    full = trained(small.copy(), limit_train_batches=1.0)
+    t = small.copy()
+    t.obs = t.obs.drop(columns=["cancer", "region"])
+    a, b = t.copy(), t.copy()
+    default.predict(a)
+    full.predict(b)
+    np.testing.assert_array_equal(a.obs["spacrd_score"].to_numpy(), b.obs["spacrd_score"].to_numpy())
+
+
 def test_module_ensemble_and_single_network_checkpoints():
     from senca.module import SpaCRDModule
 

@@ -40,6 +40,11 @@ _SAME = "same as setup"  # sentinel: reuse the argument given to setup_anndata
 # the loader reads the neighbour index and the label from the registry, and gathers the model's derived features;
 # the label as float (not scvi-tools' int64 for labels) so that NaN still marks a spot without a label
 _LOADED_KEYS = {REGISTRY_KEYS.NEIGHBOR_KEY: np.int64, REGISTRY_KEYS.LABELS_KEY: np.float32}
+#: Spots drawn per training epoch by default, at most: the default schedule is counted in epochs tuned on her2st
+#: sources (4 sections: 1,123 spots; all 8 labelled sections: 3,481), and this first power of two above them keeps
+#: every such source on full epochs while a 400,000-spot source trains 64 minibatches of 64 spots per epoch instead
+#: of 6,250 (see :meth:`SpaCRD.train`).
+EPOCH_SPOTS = 4096
 
 
 def _source_labels(values: pd.Series, positive_label, unlabeled_category, classes) -> tuple[np.ndarray, list | None]:
@@ -388,10 +393,22 @@ class SpaCRD(SencaModel):
     ) -> None:
         """Train both stages: contrastive alignment, then VAE warm-up and detection.
 
+        The default schedule is counted in epochs, each bounded to at most 4,096 spots
+        (``ceil(4096 / batch_size)`` minibatches: 64 of 64 spots): a source of up to 4,096 spots (e.g. all eight
+        labelled her2st sections, 3,481 spots) trains full epochs; a larger one trains that many minibatches per
+        epoch, each epoch a fresh random subset of its spots (the loader shuffles), so the training cost no longer
+        grows with the source (four 100,000-spot sections: 64 instead of 6,250 minibatches per epoch, 1,920
+        detection steps in all, more than the 390-540 of a her2st source). On her2st, training on half or a quarter
+        of each epoch's minibatches moved the leave-one-section-out AUC by less than its spread over seeds
+        (``python -m benchmarks.spacrd_epochs``, the docs' scaling page). Pass ``limit_train_batches`` (Lightning's:
+        a number of minibatches, or a fraction of the epoch; ``limit_train_batches=1.0`` for full epochs) to choose
+        otherwise. With DDP the bound holds per process.
+
         Parameters
         ----------
         max_epochs
-            Stage-2 epochs; default 30 (with ``batch_size=64``: about 18 steps per epoch on four her2st sections).
+            Stage-2 epochs; default 30 (with ``batch_size=64``: about 18 steps per epoch on four her2st sections, at
+            most 64 on any source, see above).
         align_epochs
             Stage-1 (InfoNCE alignment) epochs; default ``max_epochs // 2``. Skipped without histology.
         warmup_epochs
@@ -412,7 +429,8 @@ class SpaCRD(SencaModel):
             Continue training the trained network for ``max_epochs`` more detection epochs (no alignment stage, no
             VAE-only warm-up; a fresh optimiser) instead of starting again from fresh weights.
         **trainer_kwargs
-            Passed to :class:`scvi.train.Trainer` (e.g. ``enable_progress_bar=False``). Training asks for
+            Passed to :class:`scvi.train.Trainer` (e.g. ``enable_progress_bar=False``; ``limit_train_batches=1.0``
+            for full epochs on a source above 4,096 spots, see above). Training asks for
             deterministic algorithms (``deterministic=True``, torch's global flags are restored afterwards). Several
             devices: ``strategy="ddp"`` (scripts) or ``"ddp_notebook"``/``"ddp_spawn"``, with ``devices=N``;
             unused-parameter detection is switched on, since each stage leaves part of the network idle.
@@ -421,6 +439,7 @@ class SpaCRD(SencaModel):
         --------
         >>> det.train(max_epochs=40, seed=0)  # doctest: +SKIP
         >>> det.train(max_epochs=10, warm_start=True)  # ten more epochs from the trained weights  # doctest: +SKIP
+        >>> det.train(limit_train_batches=1.0)  # full epochs, however large the source  # doctest: +SKIP
         """
         if self._features is None:
             raise RuntimeError("This model was loaded without its source AnnData; it can predict, not train.")
@@ -446,6 +465,10 @@ class SpaCRD(SencaModel):
         if isinstance(strategy, str) and strategy.startswith("ddp") and "find_unused" not in strategy:
             # staged training: the image encoder / attention / VAE sit idle in one stage or the other
             trainer_kwargs["strategy"] = f"{strategy}_find_unused_parameters_true"
+        epoch_batches = int(np.ceil(EPOCH_SPOTS / int(batch_size)))
+        if "limit_train_batches" not in trainer_kwargs and self.adata.n_obs > epoch_batches * int(batch_size):
+            # a bound only where it bites: a small source gets exactly the trainer it always had
+            trainer_kwargs["limit_train_batches"] = epoch_batches
         trainer_kwargs.setdefault("deterministic", True)
         if trainer_kwargs["deterministic"]:
             trainer_kwargs.setdefault("benchmark", False)  # cuDNN autotuning would undo determinism on a GPU
