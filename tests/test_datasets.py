@@ -436,3 +436,23 @@ def test_synthetic_counts_stream_in_chunks_without_changing_the_draw():
     adata = senca.datasets.synthetic(n_spots=500, n_genes=40, seed=0)
     assert adata.X is not adata.layers["counts"]  # a copy: editing X leaves the counts alone
     assert (adata.X != adata.layers["counts"]).nnz == 0
+
+
+def test_synthetic_programme_seed_shares_programmes_between_sections():
+    """Sections of different seeds share their marker genes and histology centres under one programme_seed."""
+
+    def markers(adata, programme=0):
+        x = np.asarray(adata.layers["counts"].todense(), dtype=float)
+        x = x / x.sum(1, keepdims=True)
+        inside = np.asarray(adata.obs["expression_program"].astype(int) == programme)
+        ratio = x[inside].mean(0) / np.maximum(x[~inside].mean(0), 1e-9)
+        return set(np.argsort(ratio)[-10:])
+
+    kw = {"n_spots": 600, "n_genes": 100, "n_regions": 3}
+    a, b = (senca.datasets.synthetic(seed=s, programme_seed=0, **kw) for s in (1, 2))
+    assert len(markers(a) & markers(b)) >= 8  # 10 marker genes per programme, counts noisy
+    assert not np.array_equal(a.obsm["spatial"], b.obsm["spatial"]) or (a.X != b.X).nnz > 0
+    c, d = (senca.datasets.synthetic(seed=s, **kw) for s in (1, 2))
+    assert len(markers(c) & markers(d)) <= 4  # each section its own programmes (chance: 1 of 10)
+    same = senca.datasets.synthetic(seed=1, programme_seed=None, **kw)
+    assert (same.X != c.X).nnz == 0  # None keeps the seed's draws exactly

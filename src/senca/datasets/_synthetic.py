@@ -33,6 +33,7 @@ def synthetic(
     hires_scalef: float = 0.25,
     library_id: str = "synthetic",
     seed: int = 0,
+    programme_seed: int | None = None,
 ) -> AnnData:
     """Simulate one Visium-like section with known regions.
 
@@ -82,6 +83,11 @@ def synthetic(
         Key in ``uns["spatial"]`` and value of ``obs["section"]``.
     seed
         Random seed.
+    programme_seed
+        Seed of the programmes alone (the marker genes and baseline of each expression programme, the centre of
+        each histology programme). Sections simulated with different ``seed`` and the same ``programme_seed`` differ
+        in layout, depth and noise but share their programmes, as sections of one tissue type do: a model trained on
+        some of them can be scored on another. ``None``: drawn from ``seed`` (each section its own programmes).
 
     Returns
     -------
@@ -124,13 +130,14 @@ def synthetic(
     region = _assign_regions(coords, n_regions, layout, width, height, rng)
 
     # expression
+    prog_rng = rng if programme_seed is None else np.random.default_rng(programme_seed)
     n_prog_e = int(expression_map.max()) + 1
-    base = rng.lognormal(mean=0.0, sigma=1.0, size=n_genes)
+    base = prog_rng.lognormal(mean=0.0, sigma=1.0, size=n_genes)
     base /= base.sum()
     log_fc = np.zeros((n_prog_e, n_genes))
     n_markers = max(1, int(frac_marker_genes * n_genes))
     for p in range(n_prog_e):
-        log_fc[p, rng.choice(n_genes, n_markers, replace=False)] = np.log(fold_change)
+        log_fc[p, prog_rng.choice(n_genes, n_markers, replace=False)] = np.log(fold_change)
     prog_e = expression_map[region]
     # one expression profile per programme (not per spot): the spots' means are built chunk by chunk below
     profile = base * np.exp(log_fc)
@@ -141,7 +148,7 @@ def synthetic(
     # histology features
     n_prog_h = int(histology_map.max()) + 1
     prog_h = histology_map[region]
-    centres = rng.normal(size=(n_prog_h, n_histology))
+    centres = prog_rng.normal(size=(n_prog_h, n_histology))
     centres *= histology_effect * np.sqrt(2.0) / np.sqrt(max(n_histology, 1)) * 2.0
     hist = centres[prog_h] + rng.normal(size=(n_spots, n_histology))
 
