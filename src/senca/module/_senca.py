@@ -9,6 +9,7 @@ from torch import nn
 
 from senca.data._constants import MODULE_KEYS
 from senca.nn import NeighborhoodKernelAttention, log_bandwidth, mix
+from senca.nn._kernel_attention import mix_neighbours
 
 from ._integration import harmony_map
 from ._kernel_attention import spatial_signal_weights
@@ -322,10 +323,3 @@ class SENCAModule(BaseModuleClass):
     def sample(self, *args, **kwargs):
         """Not available: SENCA embeds spots and does not model the counts' distribution."""
         raise NotImplementedError("SENCA is not a generative model: there is nothing to sample.")
-
-
-def mix_neighbours(values: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``sum_j a_ij v_j`` over each spot's neighbours (the spot itself when it has none)."""
-    if index.shape[1] < 2:
-        return values
-    return torch.einsum("nk,nkd->nd", weights, values[index[:, 1:]])

@@ -127,7 +127,14 @@ def mix(values: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> tor
     k = index.shape[1]
     if k < 2:
         return values
-    return values / k + (1.0 - 1.0 / k) * torch.einsum("nk,nkd->nd", weights, values[index[:, 1:]])
+    return values / k + (1.0 - 1.0 / k) * mix_neighbours(values, index, weights)
+
+
+def mix_neighbours(values: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``sum_j a_ij v_j`` over each spot's neighbours (the spot itself when it has none)."""
+    if index.shape[1] < 2:
+        return values
+    return torch.einsum("nk,nkd->nd", weights, values[index[:, 1:]])
 
 
 def log_bandwidth(bandwidth: float, scale: float = 1.0) -> float:
