@@ -48,11 +48,7 @@ class SencaModel(UnsupervisedTrainingMixin, BaseModelClass):
 
         A fresh module drawn right after seeding makes the same seed give the same model, whatever ran before.
         """
-        import scvi
-
-        with quiet_scvi():
-            set_seed(seed)
-            scvi.settings.seed = int(seed)
+        set_seed(seed)  # scvi-tools is loaded here, so this seeds Lightning too (quietly)
         if rebuild:
             self._build_module()
 
