@@ -19,6 +19,7 @@ import torch
 from senca.data import REGISTRY_KEYS
 from senca.data._loader import model_gene_positions, model_rows, registered_library
 from senca.module._senca import SENCAModule
+from senca.pp._normalise import log_normalise_counts
 
 #: Histology tokens: principal axes of the standardised histology features kept by the image head.
 N_KEYS = 10
@@ -84,7 +85,8 @@ def fit_pca(manager, n_pcs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n_obs, n_genes = manager.adata.n_obs, manager.adata.n_vars if pos is None else len(pos)
     small = n_obs <= n_genes
     dtype = np.float64 if small else np.float32
-    blocks = (_log_normalise(x, lib, dtype) for x, lib in model_rows(manager, dense=False))
+    logged = (log_normalise_counts(x, lib, dtype) for x, lib in model_rows(manager, dense=False))
+    blocks = (x.toarray() if sp.issparse(x) else x for x in logged)
     if small:
         x = np.concatenate(list(blocks))
         mean = x.mean(0)
@@ -104,18 +106,6 @@ def fit_pca(manager, n_pcs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         variance, axes = values[::-1], vectors[:, ::-1]  # decreasing variance
     signs = np.sign(axes[np.abs(axes).argmax(0), np.arange(n_pcs)])
     return mean, np.ascontiguousarray(axes * np.where(signs == 0, 1.0, signs)), np.asarray(variance)
-
-
-def _log_normalise(counts, library: np.ndarray | None, dtype=np.float32) -> np.ndarray:
-    """:func:`senca.module._senca.log_normalise` in numpy, dense ``dtype`` out; sparse counts logged while sparse."""
-    lib = np.asarray(counts.sum(1), dtype=np.float64).ravel() if library is None else library.astype(np.float64)
-    scale = (1e4 / np.maximum(lib, 1.0)).astype(dtype)
-    if sp.issparse(counts):
-        x = sp.csr_matrix(counts, dtype=dtype, copy=True)
-        x.data *= np.repeat(scale, np.diff(x.indptr))
-        np.log1p(x.data, out=x.data)
-        return x.toarray()
-    return np.log1p(np.asarray(counts, dtype=dtype) * scale[:, None])
 
 
 def image_statistics(h: np.ndarray, n_keys: int = N_KEYS) -> dict:

@@ -16,6 +16,7 @@ import torch
 
 from senca.data._constants import MODULE_KEYS
 from senca.module._senca import SENCAModule
+from senca.pp._normalise import log_normalise_counts
 
 #: Principal components of the count halves compared by the passes criterion.
 N_CRITERION_PCS = 15
@@ -41,15 +42,6 @@ def split_counts(counts: sp.csr_matrix, rng: np.random.Generator) -> tuple[sp.cs
     half = sp.csr_matrix((a, *structure), shape=shape)
     other = sp.csr_matrix((np.asarray(data, dtype=np.float32) - a, *structure), shape=shape)  # exact below 2**24
     return half, other
-
-
-def _log_normalise(counts: sp.csr_matrix) -> sp.csr_matrix:
-    """``log1p(1e4 * counts / row sum)`` on the stored values (the halves' own totals are their libraries)."""
-    lib = np.asarray(counts.sum(1), dtype=np.float64).ravel()
-    scale = (1e4 / np.maximum(lib, 1.0)).astype(np.float32)
-    data = counts.data * np.repeat(scale, np.diff(counts.indptr))
-    np.log1p(data, out=data)
-    return sp.csr_matrix((data, counts.indices, counts.indptr), shape=counts.shape)
 
 
 def passes_criterion(
@@ -85,7 +77,7 @@ def passes_criterion(
         weights = module.attentions(keys, torch.zeros((n, 0), device=device), index, module.max_passes, True)
     for _ in range(int(n_splits)):
         a, b = split_counts(counts, rng)
-        xa, xb = _log_normalise(a), _log_normalise(b)
+        xa, xb = log_normalise_counts(a), log_normalise_counts(b)  # each half normalised by its own total
         fit_rows = np.sort(rng.choice(n, N_CRITERION_FIT, replace=False)) if n > N_CRITERION_FIT else slice(None)
         pca = PCA(n_components=n_pcs, svd_solver="arpack", random_state=int(rng.integers(2**31))).fit(xa[fit_rows])
         axes = pca.components_.T.astype(np.float32)

@@ -14,6 +14,9 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from senca.pp._genes import _detected
+from senca.pp._normalise import log_normalise_counts
+
 
 def _as_csr(counts) -> sp.csr_matrix:
     if sp.issparse(counts):
@@ -86,9 +89,7 @@ class SectionGenes:
         present = self._columns >= 0
         if not (present.all() and np.array_equal(self._columns, np.arange(self._counts.shape[1]))):
             block = block[:, self._columns[present]]
-        block = sp.csr_matrix(block, dtype=np.float64, copy=True)
-        block.data *= np.repeat(1e4 / self._library[rows], np.diff(block.indptr))
-        np.log1p(block.data, out=block.data)
+        block = log_normalise_counts(block, self._library[rows], np.float64)
         if present.all():
             return block.toarray()
         out = np.zeros((len(rows), self.shape[1]))
@@ -206,13 +207,11 @@ def section_hvgs(counts, var_names: Sequence[str], groups: np.ndarray, n_top_gen
 
     counts = _as_csr(counts)
     var_names = pd.Index(var_names)
-    detected = np.flatnonzero(np.asarray((counts > 0).sum(0)).ravel() > 0)
+    detected = np.flatnonzero(_detected(counts))
     if len(detected) <= n_top_genes:
         return list(var_names[detected])
     # sparse log-normalised counts (the dense computation's values, its zeros left out): memory O(nnz)
-    x = sp.csr_matrix(counts[:, detected], dtype=np.float64)
-    x.data = np.log1p(x.data * np.repeat(1e4 / _library(counts), np.diff(x.indptr)))
-    x = x.astype(np.float32)
+    x = log_normalise_counts(counts[:, detected], _library(counts), np.float64).astype(np.float32)
     sections = pd.Categorical(np.asarray(groups).astype(str))
     tmp = AnnData(X=x, obs=pd.DataFrame({"section": sections}, index=np.arange(x.shape[0]).astype(str)))
     tmp.var_names = var_names[detected]
