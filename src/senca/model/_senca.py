@@ -25,8 +25,8 @@ from senca.model._base import SencaModel
 from senca.model._senca_fit import (
     fit_statistics,
     read_expression,
+    read_image_tokens,
     registered_counts,
-    registered_image,
     registered_index,
     sample_codes,
 )
@@ -383,14 +383,11 @@ class SENCA(SencaModel):
     def _training_inputs(self) -> dict:
         """The training data as the network reads it: counts, library, H&E tokens, neighbour index and samples."""
         manager = self.adata_manager
-        device = self.module.kernel_bandwidth.device
-        h = registered_image(manager)
-        keys = None if h is None else self.module.image_tokens(torch.as_tensor(h, device=device)).clone()
         return {
             "counts": registered_counts(manager),
             "library": registered_library(manager),
-            "keys": keys,
-            "index": registered_index(manager).to(device),
+            "keys": read_image_tokens(manager, self.module),
+            "index": registered_index(manager).to(self.module.kernel_bandwidth.device),
             "samples": sample_codes(self.adata, self._sample_key),
         }
 
@@ -486,8 +483,7 @@ class SENCA(SencaModel):
             expression = self.module.integrate(
                 expression, None if samples is None else torch.as_tensor(samples, device=device)
             )
-            h = registered_image(manager)
-            keys = None if h is None else self.module.image_tokens(torch.as_tensor(h, device=device))
+            keys = read_image_tokens(manager, self.module)
             index = registered_index(manager).to(device)
             out = self.module.embed(expression, keys, index, initial=representation == "estimator")
         return {k: v.cpu().numpy().astype(np.float32) for k, v in out.items()}

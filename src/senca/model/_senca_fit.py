@@ -68,6 +68,12 @@ def read_expression(manager, module: SENCAModule) -> torch.Tensor:
     return expression_tokens(module, registered_counts(manager), registered_library(manager))
 
 
+def read_image_tokens(manager, module: SENCAModule) -> torch.Tensor | None:
+    """The image head's histology tokens ``(n_obs, n_keys)`` of every registered spot (``None`` without an image)."""
+    h = registered_image(manager)
+    return None if h is None else module.image_tokens(torch.as_tensor(h, device=module.kernel_bandwidth.device))
+
+
 def fit_pca(manager, n_pcs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gene means, ``(n_genes, n_pcs)`` principal axes and component variances of the log-normalised counts.
 
