@@ -142,6 +142,25 @@ def test_bridge_errors():
         senca.io.to_spatialdata(clash)
 
 
+def _write_feature_h5(path, barcodes, counts) -> None:
+    """A CellRanger v3 ``filtered_feature_bc_matrix.h5``: ``counts`` (barcodes x genes, integer) and their barcodes."""
+    m = sp.csc_matrix(counts.T)  # genes x barcodes
+    n_genes = counts.shape[1]
+    with h5py.File(path, "w") as f:
+        g = f.create_group("matrix")
+        g.create_dataset("barcodes", data=np.asarray(barcodes).astype("S"))
+        g.create_dataset("data", data=m.data)
+        g.create_dataset("indices", data=m.indices)
+        g.create_dataset("indptr", data=m.indptr)
+        g.create_dataset("shape", data=np.array(m.shape, dtype=np.int32))
+        feat = g.create_group("features")
+        feat.create_dataset("id", data=np.array([f"ENSG{i:011d}" for i in range(n_genes)], dtype="S"))
+        feat.create_dataset("name", data=np.array([f"GENE{i}" for i in range(n_genes)], dtype="S"))
+        feat.create_dataset("feature_type", data=np.array(["Gene Expression"] * n_genes, dtype="S"))
+        feat.create_dataset("genome", data=np.array(["GRCh38"] * n_genes, dtype="S"))
+        feat.create_dataset("_all_tag_keys", data=np.array(["genome"], dtype="S"))
+
+
 def _write_spaceranger(root, n_rows=8, n_cols=10, n_genes=30, seed=0, hires_scalef=0.2, lowres_scalef=0.05):
     """A minimal Space Ranger ``outs/`` folder: CellRanger-v3 h5, positions with header, scale factors, PNGs."""
     (root / "spatial").mkdir(parents=True)
@@ -177,20 +196,7 @@ def _write_spaceranger(root, n_rows=8, n_cols=10, n_genes=30, seed=0, hires_scal
     (root / "spatial" / "scalefactors_json.json").write_text(json.dumps(scalefactors))
     keep = in_tissue == 1
     counts = rng.poisson(3, (keep.sum(), n_genes)).astype(np.int32)
-    m = sp.csc_matrix(counts.T)  # genes x barcodes
-    with h5py.File(root / "filtered_feature_bc_matrix.h5", "w") as f:
-        g = f.create_group("matrix")
-        g.create_dataset("barcodes", data=barcodes[keep].astype("S"))
-        g.create_dataset("data", data=m.data)
-        g.create_dataset("indices", data=m.indices)
-        g.create_dataset("indptr", data=m.indptr)
-        g.create_dataset("shape", data=np.array(m.shape, dtype=np.int32))
-        feat = g.create_group("features")
-        feat.create_dataset("id", data=np.array([f"ENSG{i:011d}" for i in range(n_genes)], dtype="S"))
-        feat.create_dataset("name", data=np.array([f"GENE{i}" for i in range(n_genes)], dtype="S"))
-        feat.create_dataset("feature_type", data=np.array(["Gene Expression"] * n_genes, dtype="S"))
-        feat.create_dataset("genome", data=np.array(["GRCh38"] * n_genes, dtype="S"))
-        feat.create_dataset("_all_tag_keys", data=np.array(["genome"], dtype="S"))
+    _write_feature_h5(root / "filtered_feature_bc_matrix.h5", barcodes[keep], counts)
     return counts, barcodes[keep], np.c_[px_col, px_row][keep].astype(float), scalefactors
 
 
@@ -306,20 +312,7 @@ def _write_visium_hd(root, n_rows=20, n_cols=30, n_genes=60, seed=0, prefix="hd1
             "tissue_hires_scalef": hires,
         }
         (folder / "spatial" / "scalefactors_json.json").write_text(json.dumps(scalefactors))
-        m = sp.csc_matrix(counts.T.astype(np.int32))  # genes x barcodes
-        with h5py.File(folder / "filtered_feature_bc_matrix.h5", "w") as h:
-            g = h.create_group("matrix")
-            g.create_dataset("barcodes", data=barcodes.astype("S"))
-            g.create_dataset("data", data=m.data)
-            g.create_dataset("indices", data=m.indices)
-            g.create_dataset("indptr", data=m.indptr)
-            g.create_dataset("shape", data=np.array(m.shape, dtype=np.int32))
-            feat = g.create_group("features")
-            feat.create_dataset("id", data=np.array([f"ENSG{i:011d}" for i in range(n_genes)], dtype="S"))
-            feat.create_dataset("name", data=np.array([f"GENE{i}" for i in range(n_genes)], dtype="S"))
-            feat.create_dataset("feature_type", data=np.array(["Gene Expression"] * n_genes, dtype="S"))
-            feat.create_dataset("genome", data=np.array(["GRCh38"] * n_genes, dtype="S"))
-            feat.create_dataset("_all_tag_keys", data=np.array(["genome"], dtype="S"))
+        _write_feature_h5(folder / "filtered_feature_bc_matrix.h5", barcodes, counts.astype(np.int32))
         truth[um] = {"barcodes": barcodes, "counts": counts, "xy": centre[: len(uniq), ::-1]}
     truth["region"] = pd.Series(adata.obs["region"].to_numpy(), index=truth[8]["barcodes"])
     return truth
