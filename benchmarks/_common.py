@@ -303,6 +303,19 @@ def _read_her2st(section: str, image: bool):
     return adata
 
 
+def thinned(adata, fraction: float, seed: int):
+    """``adata`` sequenced shallower: each count of ``layers["counts"]`` kept with probability ``fraction`` (binomial
+    thinning, ``X`` the same counts); spots left without counts dropped."""
+    import scipy.sparse as sp
+
+    x = sp.csr_matrix(adata.layers["counts"]).copy()
+    x.data = np.random.default_rng(seed).binomial(x.data.astype(np.int64), fraction).astype(np.float32)
+    x.eliminate_zeros()
+    out = adata.copy()
+    out.X, out.layers["counts"] = x, x.copy()
+    return out[np.asarray(x.sum(1)).ravel() > 0].copy()
+
+
 def n_regions_of(labels) -> int:
     """Protocol: the number of pathologist classes present, "undetermined" excluded."""
     lab = [str(x) for x in labels if isinstance(x, str) and x not in ("undetermined", "nan")]

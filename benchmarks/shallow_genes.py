@@ -24,23 +24,13 @@ import warnings
 
 import numpy as np
 
-from benchmarks._common import RESULTS, dump_json, load_her2st, machine, n_regions_of, now, scores, versions
+from benchmarks._common import RESULTS, dump_json, load_her2st, machine, n_regions_of, now, scores, thinned, versions
 
 SECTIONS = ["A1", "B1", "D1"]
 FRACTIONS = [0.1, 0.05, 0.02]
 THIN_SEEDS = [0, 1]
 REGION_SEEDS = [0, 1, 2]
 N_TOP = 3000
-
-
-def thinned(adata, fraction: float, seed: int):
-    """``adata`` with each count kept with probability ``fraction``; spots left without counts dropped."""
-    x = adata.layers["counts"].tocsr().copy()
-    x.data = np.random.default_rng(seed).binomial(x.data.astype(np.int64), fraction).astype(np.float32)
-    x.eliminate_zeros()
-    out = adata.copy()
-    out.X, out.layers["counts"] = x, x.copy()
-    return out[np.asarray(x.sum(1)).ravel() > 0].copy()
 
 
 def region_ari(adata, genes) -> float:
