@@ -24,31 +24,34 @@ two standard errors. Writes ``benchmarks/results/senca_train.{json,md}``.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import warnings
 
 import numpy as np
 
-from benchmarks._common import RESULTS, dump_json, load_her2st, machine, now, senca_git, single_thread, versions
+from benchmarks._common import (
+    RESULTS,
+    dump_json,
+    load_her2st,
+    machine,
+    now,
+    senca_git,
+    single_thread,
+    thinned,
+    versions,
+)
 
 SECTIONS = ["A1", "B1", "C1", "D1"]
 
 
 def _section(name: str, fraction: float, seed: int, image: str | None):
-    import scipy.sparse as sp
-
     import senca
 
     a = senca.datasets.her2st(name, image="hires" if image else None)
     genes = senca.pp.select_genes(a, n_top_genes=3000, layer="counts").var_names
     if fraction < 1.0:
-        rng = np.random.default_rng(seed)
-        c = sp.csr_matrix(a.layers["counts"]).astype(np.int64)
-        c.data = rng.binomial(c.data, fraction)
-        c.eliminate_zeros()
-        a.layers["counts"] = c.astype(np.float32)
-        a.X = a.layers["counts"].copy()
-        a = a[np.asarray(c.sum(1)).ravel() > 0].copy()
+        a = thinned(a, fraction, seed)
     a.obs["library_size"] = np.asarray(a.layers["counts"].sum(1)).ravel()
     a = a[:, genes].copy()
     if image:
@@ -66,6 +69,24 @@ def _ari(a, z, n_regions: int, seed: int) -> float:
     return float(senca.metrics.region_scores(a.obs["pathologist"], a.obs["senca_region"])["ari"])
 
 
+def _states(model, seed: int, epochs: int, score, depth) -> dict:
+    """``score(representation)`` (the ARI of ``model``'s embedding) of the estimator, after ``train()`` and after
+    ``train(max_epochs)``, the passes ``train()`` chose, whether the fine-tuning was kept, both training times and the
+    median depth (``depth``: libraries). The estimator is asked for by name: a model trained for an earlier seed is
+    no longer at its initial state."""
+    row = {"estimator": score("estimator")}
+    t0 = time.perf_counter()
+    model.train(seed=seed)
+    train_s = time.perf_counter() - t0
+    row.update(train=score("network"), passes=model.selection_["passes"])
+    t0 = time.perf_counter()
+    model.train(seed=seed, max_epochs=epochs, enable_progress_bar=False)
+    finetune_s = time.perf_counter() - t0
+    row.update(finetune=score("network"), kept=bool(model.finetune_["kept"]), train_s=round(train_s, 3),
+               finetune_s=round(finetune_s, 2), median_umis=float(np.median(depth)))  # fmt: skip
+    return row
+
+
 def run_one(name: str, fraction: float, seed: int, image: str | None, epochs: int) -> dict:
     """Estimator, train() and train(max_epochs) on one section and seed."""
     import senca
@@ -79,26 +100,9 @@ def run_one(name: str, fraction: float, seed: int, image: str | None, epochs: in
             a, layer="counts", image_key="X_histology" if image else None, library_key="library_size"
         )
         model = senca.model.SENCA(a)
-        est = model.get_latent_representation()
-        t0 = time.perf_counter()
-        model.train(seed=seed)
-        train_s = time.perf_counter() - t0
-        net = model.get_latent_representation()
-        passes = model.selection_["passes"]
-        t0 = time.perf_counter()
-        model.train(seed=seed, max_epochs=epochs, enable_progress_bar=False)
-        finetune_s = time.perf_counter() - t0
-        tuned = model.get_latent_representation()
-    return {
-        "estimator": _ari(a, est, n_regions, seed),
-        "train": _ari(a, net, n_regions, seed),
-        "finetune": _ari(a, tuned, n_regions, seed),
-        "passes": passes,
-        "kept": bool(model.finetune_["kept"]),
-        "train_s": round(train_s, 3),
-        "finetune_s": round(finetune_s, 2),
-        "median_umis": float(np.median(a.obs["library_size"])),
-    }
+        return _states(model, seed, epochs,
+                       lambda rep: _ari(a, model.get_latent_representation(representation=rep), n_regions, seed),
+                       a.obs["library_size"])  # fmt: skip
 
 
 CONDITIONS = {
@@ -180,17 +184,15 @@ def run_cohort(seeds: list[int], epochs: int) -> dict:
         truth = cohort.obs["pathologist"].to_numpy()
         model = _fit_cohort(cohort)
         for seed in seeds:
-            row = {}
-            for key, fit in (("estimator", None), ("train", {}), ("finetune", {"max_epochs": epochs})):
-                if fit is not None:
-                    model.train(seed=seed, enable_progress_bar=False, **fit)
-                cohort.obsm["X_bench"] = model.get_latent_representation()
+
+            def pooled_ari(rep, seed=seed):
+                cohort.obsm["X_bench"] = model.get_latent_representation(representation=rep)
                 senca.tl.regions(cohort, n_regions=6, use_rep="X_bench", sample_key="section", seed=seed,
                                  overwrite=True)  # fmt: skip
                 pred = cohort.obs["senca_region"].to_numpy()
-                row[key] = float(senca.metrics.region_scores(truth[labelled], pred[labelled])["ari"])
-            row.update(passes=model.selection_["passes"], kept=bool(model.finetune_["kept"]), train_s=0.0,
-                       finetune_s=0.0, median_umis=float(np.median(cohort.obs["library_size"])))  # fmt: skip
+                return float(senca.metrics.region_scores(truth[labelled], pred[labelled])["ari"])
+
+            row = _states(model, seed, epochs, pooled_ari, cohort.obs["library_size"])
             out["cohort (36 sections)"]["A1-D1 pooled"].append(row)
             print("cohort", seed, row, flush=True)
         for name in SECTIONS:
@@ -200,13 +202,11 @@ def run_cohort(seeds: list[int], epochs: int) -> dict:
             n_regions = int(truth_new[~truth_new.isin(["undetermined", "nan"])].nunique())
             model = _fit_cohort(rest)
             for seed in seeds:
-                row = {}
-                for key, fit in (("estimator", None), ("train", {}), ("finetune", {"max_epochs": epochs})):
-                    if fit is not None:
-                        model.train(seed=seed, enable_progress_bar=False, **fit)
-                    row[key] = _ari(new, model.get_latent_representation(new), n_regions, seed)
-                row.update(passes=model.selection_["passes"], kept=bool(model.finetune_["kept"]), train_s=0.0,
-                           finetune_s=0.0, median_umis=float(np.median(new.obs["library_size"])))  # fmt: skip
+
+                def new_ari(rep, model=model, new=new, n_regions=n_regions, seed=seed):
+                    return _ari(new, model.get_latent_representation(new, representation=rep), n_regions, seed)
+
+                row = _states(model, seed, epochs, new_ari, new.obs["library_size"])
                 out["new section"][name].append(row)
                 print("new section", name, seed, row, flush=True)
     return out
@@ -223,13 +223,17 @@ def _paired(rows: dict, key: str) -> tuple[float, float, float]:
 
 def report(res: dict) -> str:
     seeds, epochs = res["seeds"], res["epochs"]
+    cohort = " --cohort" if "cohort (36 sections)" in res["runs"] else ""
+    rerun = res.get("cohort_run")
+    cohort_run = f" (cohort rows: `--cohort-only`, {rerun['when']}, senca {rerun['senca']})" if rerun else ""
     lines = [
         "## What SENCA's train() changes: the estimator against the trained network",
         "",
-        f"Command: `python -m benchmarks.senca_train --seeds {len(seeds)} --epochs {epochs}`; {res['when']}, senca "
-        f"{res['senca']}. her2st, `n_regions` = pathologist classes except *undetermined*, ARI on labelled spots "
-        "(`senca.tl.regions` with each seed). *estimator*: `get_latent_representation()` before training (the "
-        "network's initial state); *train()*: after `model.train(seed)` (attention passes chosen by count splitting, "
+        f"Command: `python -m benchmarks.senca_train --seeds {len(seeds)} --epochs {epochs}{cohort}`; {res['when']}, "
+        f"senca {res['senca']}{cohort_run}. her2st, `n_regions` = pathologist classes except *undetermined*, ARI "
+        "on labelled spots (`senca.tl.regions` with each seed). *estimator*: "
+        "`get_latent_representation(representation='estimator')` (the network's initial state); *train()*: after "
+        "`model.train(seed)` (attention passes chosen by count splitting, "
         f"no labels); *+ fine-tuning*: after `model.train(seed, max_epochs={epochs})` (the attention's learnable "
         "paths trained on count splits, kept only when the held-out loss improves). Depth: binomial thinning of "
         "the counts, one draw per seed. Differences are paired by seed (the 4-section mean, or A1 alone, of trained "
@@ -285,7 +289,19 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--quick", action="store_true", help="A1 at full depth, two seeds, three epochs (CI smoke test)")
     p.add_argument("--cohort", action="store_true", help="also the cohort conditions (36 sections; about an hour)")
+    p.add_argument("--cohort-only", action="store_true", help="the cohort conditions alone, merged into the results")
     args = p.parse_args(argv)
+    if args.cohort_only:
+        res = json.loads((RESULTS / "senca_train.json").read_text())
+        seeds = list(range(args.seeds))
+        if seeds != res["seeds"] or args.epochs != res["epochs"]:
+            raise SystemExit(f"the stored results ran seeds {res['seeds']}, epochs {res['epochs']}: pass the same")
+        res["runs"].update(run_cohort(seeds, args.epochs))
+        res["cohort_run"] = {"when": now(), "senca": senca_git()}
+        dump_json(res, RESULTS / "senca_train.json")
+        (RESULTS / "senca_train.md").write_text(report(res))
+        print(report(res))
+        return
     conditions = {"full depth": (["A1"], 1.0, None)} if args.quick else CONDITIONS
     seeds = list(range(2 if args.quick else args.seeds))
     epochs = 3 if args.quick else args.epochs
