@@ -1,12 +1,11 @@
-"""Training plans of the senca models and SENCA's default schedule.
+"""Training plans of the senca models.
 
 scvi-tools' plan, logging metrics so that Lightning DDP can sync them; the epoch-aware plan of SpaCRD's staged
-training; the default number of epochs.
+training.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from scvi.module.base import LossOutput
 from scvi.train import TrainingPlan as _ScviTrainingPlan
@@ -48,31 +47,3 @@ class EpochAwarePlan(TrainingPlan):
         """One validation step, the loss told the epoch."""
         self.loss_kwargs["epoch"] = int(self.current_epoch)
         return super().validation_step(batch, batch_idx)
-
-
-def default_max_epochs(n_obs: int, batch_size: int = 128, train_size: float = 0.9, n_steps: int = 300) -> int:
-    """Default number of training epochs: about ``n_steps`` optimiser steps, between 10 and 300 epochs.
-
-    Parameters
-    ----------
-    n_obs
-        Number of spots.
-    batch_size
-        Spots per minibatch.
-    train_size
-        Fraction of spots in the training split.
-    n_steps
-        Target number of optimiser steps.
-
-    Returns
-    -------
-    ``clip(round(n_steps / ceil(train_size * n_obs / batch_size)), 10, 300)``.
-
-    Examples
-    --------
-    >>> from senca.model._plan import default_max_epochs
-    >>> default_max_epochs(346), default_max_epochs(700), default_max_epochs(4000), default_max_epochs(500_000)
-    (100, 60, 10, 10)
-    """
-    steps_per_epoch = max(int(np.ceil(train_size * max(int(n_obs), 1) / batch_size)), 1)
-    return int(np.clip(round(n_steps / steps_per_epoch), 10, 300))
