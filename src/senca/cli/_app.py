@@ -66,7 +66,7 @@ TopGenesOpt = Annotated[
 ]
 MaxEpochsOpt = Annotated[
     int | None,
-    typer.Option("--max-epochs", metavar="N", min=1, help="Training epochs [default: scaled to the data size]."),
+    typer.Option("--max-epochs", metavar="N", min=1, help="Training epochs [default: 30, each at most 4,096 spots]."),
 ]
 FinetuneEpochsOpt = Annotated[
     int | None,
