@@ -451,7 +451,7 @@ def test_synthetic_programme_seed_shares_programmes_between_sections():
     kw = {"n_spots": 600, "n_genes": 100, "n_regions": 3}
     a, b = (senca.datasets.synthetic(seed=s, programme_seed=0, **kw) for s in (1, 2))
     assert len(markers(a) & markers(b)) >= 8  # 10 marker genes per programme, counts noisy
-    assert not np.array_equal(a.obsm["spatial"], b.obsm["spatial"]) or (a.X != b.X).nnz > 0
+    assert (a.X != b.X).nnz > 0  # different sections: their own layout, depth and noise
     c, d = (senca.datasets.synthetic(seed=s, **kw) for s in (1, 2))
     assert len(markers(c) & markers(d)) <= 4  # each section its own programmes (chance: 1 of 10)
     same = senca.datasets.synthetic(seed=1, programme_seed=None, **kw)
