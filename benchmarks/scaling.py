@@ -440,8 +440,8 @@ def main(argv=None) -> int:
     return 0
 
 
-def _work_file(n: int, genes: int, seed: int = 0) -> str:
-    return str(WORK / f"synthetic_{n}x{genes}_s{seed}.h5ad")
+def _work_file(n: int, genes: int) -> str:
+    return str(WORK / f"synthetic_{n}x{genes}_s0.h5ad")
 
 
 def _run_spacrd(args) -> dict:
