@@ -54,9 +54,16 @@ SIZES = [1_000, 10_000, 100_000, 500_000]
 EXTRA = [(100_000, 5_000)]  # (spots, genes): gene selection inside setup_anndata
 STAGES = ["read", "setup", "model", "train", "latent", "regions"]
 SPACRD_STAGES = ["read", "setup", "model", "train", "read target", "predict"]
-#: SpaCRD.train's defaults (see its docstring): alignment epochs, detection epochs, spots per minibatch (DDP timing)
-SPACRD_SCHEDULE = {"align": 15, "detect": 30, "batch_size": 64}
 TARGET_S, TARGET_GB, TARGET_EXPONENT = 600.0, 8.0, 1.1
+
+
+def _spacrd_batch_size() -> int:
+    """SpaCRD.train's default spots per minibatch (the schedule's unit), read from its signature."""
+    import inspect
+
+    from senca.model import SpaCRD
+
+    return int(inspect.signature(SpaCRD.train).parameters["batch_size"].default)
 
 
 # ----------------------------------------------------------------------------------------------------- stages
@@ -251,9 +258,9 @@ def spacrd_path(sources: list[str], target: str, seed: int = 0) -> dict:
 def _spacrd_schedule(times: dict[str, list[float]], n_obs: int, per_epoch: int) -> dict:
     """The default schedule as it ran: minibatches per epoch (bounded) and per stage, and their mean time."""
     out: dict = {
-        "full_epoch_batches": int(np.ceil(n_obs / SPACRD_SCHEDULE["batch_size"])),
+        "full_epoch_batches": int(np.ceil(n_obs / _spacrd_batch_size())),
         "steps_per_epoch": per_epoch,
-        "batch_size": SPACRD_SCHEDULE["batch_size"],
+        "batch_size": _spacrd_batch_size(),
         "epochs": len(times.get("epoch", [])),
     }
     for name in ("align", "detect"):
@@ -301,7 +308,7 @@ def ddp(path: str, devices: int, train_batches: int = 60, seed: int = 0) -> dict
         wall = time.perf_counter() - t0
         times = json.loads(log.read_text()) if log.exists() else {}
     steps = {k: float(np.mean(v[2:] if len(v) > 4 else v)) for k, v in times.items() if k != "epoch" and v}
-    spots = {k: devices * SPACRD_SCHEDULE["batch_size"] / v for k, v in steps.items()}
+    spots = {k: devices * _spacrd_batch_size() / v for k, v in steps.items()}
     return {
         "devices": devices,
         "n_obs": adata.n_obs,

@@ -123,3 +123,14 @@ def test_tutorials_show_what_users_see(src):
         nb = nbformat.read(notebook, as_version=4)
         kinds = {k for c in nb.cells if c.cell_type == "code" for o in c.outputs for k in o.get("data", {})}
         assert "image/jpeg" not in kinds, f"{notebook.name} stores JPEG figures: re-run tutorials/run.py"
+
+
+def test_readme_images_render_on_pypi():
+    """PyPI shows README.md without the repository: its images need absolute URLs, each naming a file of the repo."""
+    root = DOCS.parent
+    prefix = "https://raw.githubusercontent.com/senca-dev/senca/main/"
+    images = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", (root / "README.md").read_text())
+    assert images, "README.md shows no image; update this test if that is intended"
+    for url in images:
+        assert url.startswith(prefix), f"README image {url!r} is not an absolute URL under {prefix}"
+        assert (root / url.removeprefix(prefix)).is_file(), f"README image {url!r} names no file of the repository"

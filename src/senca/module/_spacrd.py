@@ -20,6 +20,21 @@ _IMAGE_NBR = neighbor_key(FEATURE_KEYS.SPACRD_IMAGE_KEY)  # (B, k, D) standardis
 _MASK_NBR = neighbor_key(FEATURE_KEYS.SPACRD_MASK_KEY)  # (B, k) 1.0 where the neighbour has histology, else 0.0
 
 
+def distinct_rows(nbr: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Where each distinct spot of a batch's neighbourhoods ``nbr`` (``(B, k)`` row numbers) first occurs.
+
+    Returns ``pos`` (one flat position per distinct spot) and ``inv`` (each flat position's distinct spot), so that
+    encoders run once per distinct spot (neighbourhoods overlap) and their output is spread back by ``inv``;
+    ``None`` without row numbers.
+    """
+    if nbr is None:
+        return None
+    uniq, inv = torch.unique(nbr.reshape(-1), return_inverse=True)
+    pos = torch.empty(len(uniq), dtype=torch.long, device=nbr.device)
+    pos.scatter_(0, inv, torch.arange(inv.numel(), device=nbr.device))
+    return pos, inv
+
+
 class _SpaCRDNet(nn.Module):
     """One SpaCRD network: encoders, bidirectional centre cross-attention, category-regularised VAE, classifier."""
 
@@ -53,29 +68,27 @@ class _SpaCRDNet(nn.Module):
         self.classifier = nn.Sequential(nn.Linear(2 * n_latent, n_latent), nn.ReLU(), nn.Linear(n_latent, n_out))
 
     @staticmethod
-    def _encode(encoder, x: torch.Tensor, nbr: torch.Tensor | None, drop: nn.Module | None = None):
-        """Apply ``encoder`` to ``(B, k, F)`` rows, once per distinct spot when the row numbers ``nbr`` are known."""
-        if nbr is None:
+    def _encode(encoder, x: torch.Tensor, distinct: tuple | None, drop: nn.Module | None = None):
+        """Apply ``encoder`` to ``(B, k, F)`` rows, once per distinct spot when ``distinct`` is known."""
+        if distinct is None:
             return encoder(drop(x) if drop is not None else x)
-        uniq, inv = torch.unique(nbr.reshape(-1), return_inverse=True)
-        pos = torch.empty(len(uniq), dtype=torch.long, device=x.device)
-        pos.scatter_(0, inv, torch.arange(inv.numel(), device=x.device))
+        pos, inv = distinct
         rows = x.reshape(-1, x.shape[-1])[pos]
         enc = encoder(drop(rows) if drop is not None else rows)
         return enc[inv].reshape(*x.shape[:-1], enc.shape[-1])
 
-    def tokens(self, x: torch.Tensor, h: torch.Tensor | None, hmask: torch.Tensor | None, nbr=None):
+    def tokens(self, x: torch.Tensor, h: torch.Tensor | None, hmask: torch.Tensor | None, distinct=None):
         """Gene and image tokens ``(B, k, d)``; the image token falls back to the gene token where absent."""
-        tg = self.token_norm(self._encode(self.gene_encoder, x, nbr, self.input_dropout))
+        tg = self.token_norm(self._encode(self.gene_encoder, x, distinct, self.input_dropout))
         if self.image_encoder is None or h is None:
             return tg, tg, None
-        th = self.token_norm(self._encode(self.image_encoder, h, nbr))
+        th = self.token_norm(self._encode(self.image_encoder, h, distinct))
         present = hmask if hmask is not None else torch.ones(th.shape[:-1], device=th.device)
         th = torch.where(present[..., None] > 0.5, th, tg)
         return tg, th, present
 
-    def forward(self, x, h, hmask, nbr, stage: str) -> dict:
-        tg, th, present = self.tokens(x, h, hmask, nbr)
+    def forward(self, x, h, hmask, distinct, stage: str) -> dict:
+        tg, th, present = self.tokens(x, h, hmask, distinct)
         tg0, th0 = tg[:, 0], th[:, 0]
         present0 = present[:, 0] if present is not None else None
         out = {"tg0": tg0, "th0": th0, "present0": present0}
@@ -271,7 +284,8 @@ class SpaCRDModule(BaseModuleClass):
         ``(B,)`` and the two attention maps), ``z`` (the members' samples) and, in the detection stage, ``logit``:
         the mean of the members' logits.
         """
-        members = [net(x, h, hmask, nbr, self.stage) for net in self.members]
+        distinct = distinct_rows(nbr)  # shared by every member's two encoders
+        members = [net(x, h, hmask, distinct, self.stage) for net in self.members]
         z = [m.get(MODULE_KEYS.Z_KEY) for m in members] if self.stage != "align" else None
         out = {MODULE_KEYS.MEMBERS_KEY: members, MODULE_KEYS.Z_KEY: z}
         if self.stage != "align":
