@@ -26,7 +26,8 @@ Protocol (fixed before looking at any fold; nothing is tuned per fold):
 - The binary model's adaptation: AUC of its default against the network alone and the adaptation without its
   agreement check, from the same fits.
 - Binary outputs unchanged: the binary model of seed 0 is also trained and scored by the senca source of
-  ``--reference-rev`` (default: where this branch left ``main``), in a separate process; the scores must be equal.
+  ``--reference-rev`` (default: where this branch left ``main``) and by this working tree's source, each in a fresh
+  process; the scores must be equal.
 
 Writes ``benchmarks/results/multiclass.json`` and ``benchmarks/results/multiclass.md``.
 """
@@ -198,15 +199,20 @@ def reference_rev(rev: str | None) -> str:
     return out.stdout.strip()
 
 
-def reference_binary(rev: str, target: str, seed: int) -> dict[str, np.ndarray]:
-    """The binary model's scores of one fold and seed, computed by the senca source of commit ``rev``."""
+def reference_binary(rev: str | None, target: str, seed: int) -> dict[str, np.ndarray]:
+    """The binary model's scores of one fold and seed, computed by the senca source of commit ``rev`` in a fresh
+    process (``None``: this working tree's source, also in a fresh process, so that both sides start alike)."""
     with tempfile.TemporaryDirectory() as tmp:
-        archive = subprocess.run(["git", "archive", rev, "src"], cwd=REPO, capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        if rev is None:
+            src = REPO / "src"
+        else:
+            archive = subprocess.run(["git", "archive", rev, "src"], cwd=REPO, capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+            src = Path(tmp) / "src"
         out = Path(tmp) / "scores.npz"
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         subprocess.run(
-            [sys.executable, "-c", _REFERENCE_CHILD, str(Path(tmp) / "src"), target, str(seed), str(out)],
+            [sys.executable, "-c", _REFERENCE_CHILD, str(src), target, str(seed), str(out)],
             check=True,
             env=env,
             cwd=tmp,
@@ -341,11 +347,14 @@ def run_fold(sections: dict, target: str, seeds: list[int], rev: str | None) -> 
         binary.train(seed=seed, accelerator="cpu", enable_progress_bar=False, enable_model_summary=False)
         brow = {"seed": seed, **binary_variants(binary, tgt, cancer)}
         if rev is not None and seed == seeds[0]:
-            ref = reference_binary(rev, target, seed)
+            # both in fresh processes: this long-running one differs from a fresh one by 1e-8 on her2st A1 with the
+            # same source (floating-point history of the process, e.g. BLAS paths that follow memory alignment)
+            ref, now = reference_binary(rev, target, seed), reference_binary(None, target, seed)
             brow["reference"] = {
                 "rev": rev,
-                "max_abs_score_diff": float(np.max(np.abs(ref["score"] - brow["score"]))),
-                "calls_equal": bool(np.array_equal(ref["call"], brow["call"])),
+                "max_abs_score_diff": float(np.max(np.abs(ref["score"] - now["score"]))),
+                "calls_equal": bool(np.array_equal(ref["call"], now["call"])),
+                "max_abs_diff_to_this_process": float(np.max(np.abs(now["score"] - brow["score"]))),
             }
             print(f"  {target} binary seed {seed} vs {rev}: {brow['reference']}", flush=True)
         brow.pop("score")
@@ -571,9 +580,12 @@ def markdown(out: dict) -> str:
             "## Binary outputs unchanged",
             "",
             f"The binary model (seed {out['seeds'][0]}, every fold) trained and scored by this source and by the "
-            f"source of commit `{refs[0]['rev']}` (a separate process, same data and seed): largest score difference "
-            f"{worst:.3g}, calls {'equal' if all(r['calls_equal'] for r in refs) else 'DIFFERENT'}: "
-            f"{'identical' if same else 'NOT identical'}.",
+            f"source of commit `{refs[0]['rev']}` (each in a fresh process, same data and seed): largest score "
+            f"difference {worst:.3g}, calls {'equal' if all(r['calls_equal'] for r in refs) else 'DIFFERENT'}: "
+            f"{'identical' if same else 'NOT identical'}. The scores of this benchmark's own long-running process "
+            "differ from the fresh one's by at most "
+            f"{max(r.get('max_abs_diff_to_this_process', 0.0) for r in refs):.3g} (the same source and seed: the "
+            "last bits depend on what the process ran before, not on the code).",
             "",
         ]
     return "\n".join(lines) + "\n"
