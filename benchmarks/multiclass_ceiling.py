@@ -284,6 +284,21 @@ def markdown(out: dict) -> str:
         lines.append(f"| {m} | " + " | ".join(cells) + f" | **{_ms(mean)}** |")
     lines += [
         "",
+        "Leave one section out, each probe against the default (choose on the other three folds, score the fourth):",
+        "",
+    ]
+    table = {m: {f["target"]: np.mean([r[m]["ari"] for r in f["rows"]]) for f in folds} for m in methods}
+    for probe in [m for m in methods if m.startswith("probe")]:
+        chosen, scores = [], []
+        for f in folds:
+            others = [g["target"] for g in folds if g is not f]
+            best = max(("spacrd default", probe), key=lambda m: np.mean([table[m][o] for o in others]))
+            chosen.append(f"{f['target']}: {'probe' if best == probe else 'default'}")
+            scores.append(table[best][f["target"]])
+        lines.append(f"- {probe}: ARI {np.mean(scores):.3f} ({', '.join(chosen)}); the default alone "
+                     f"{np.mean(list(table['spacrd default'].values())):.3f}.")  # fmt: skip
+    lines += [
+        "",
         "Wall time per fit (mean): SpaCRD "
         f"{np.mean([r['wall_s']['spacrd'] for f in folds for r in f['rows']]):.0f} s, scANVI "
         f"{np.mean([r['wall_s']['scanvi'] for f in folds for r in f['rows']]):.0f} s.",

@@ -2,7 +2,8 @@
 
 Every benchmark script writes ``results/<name>.md`` (a self-contained section: table, protocol, the exact command)
 and ``results/<name>.json`` (the numbers). This script concatenates the sections in a fixed order (regions, scaling,
-features, detection, multiclass, then any other), and adds the machine, the date and the versions of every package.
+features, detection, multiclass, multiclass_ceiling, then any other), and adds the machine, the date and the versions
+of every package.
 
 Usage::
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from benchmarks._common import FIGURES, PACKAGES, RESULTS, ROOT, dump_json, fmt_mean_std, machine, now, versions
 
-ORDER = ["regions", "scaling", "features", "detection", "multiclass"]
+ORDER = ["regions", "scaling", "features", "detection", "multiclass", "multiclass_ceiling"]
 
 
 # ----------------------------------------------------------------------------------------------------- regions
