@@ -631,6 +631,7 @@ def main(argv=None):
         f"python -m benchmarks.multiclass{'' if args.seeds == 5 else f' --seeds {args.seeds}'}"
         f"{'' if args.folds == ','.join(SECTIONS) else f' --folds {args.folds}'}"
         f"{' --no-reference' if args.no_reference else ''}"
+        f"{f' --reference-rev {args.reference_rev}' if args.reference_rev and not args.no_reference else ''}"
         f"{'' if args.pairs_seeds == 1 else f' --pairs-seeds {args.pairs_seeds}'}"
     )
     path = Path(args.out)
