@@ -33,7 +33,6 @@ Writes ``benchmarks/results/detection.json`` and ``benchmarks/results/detection.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -42,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from benchmarks._common import dump_json
 
 SECTIONS = ["A1", "B1", "C1", "D1"]
 CANCER = ["invasive cancer", "cancer in situ"]
@@ -383,8 +384,7 @@ def main(argv=None):
         f"{' --timing' if args.timing else ''}"
     )
     path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".json").write_text(json.dumps(out, indent=1, default=float))
+    dump_json(out, path.with_suffix(".json"))
     text = markdown(out)
     path.with_suffix(".md").write_text(text)
     print(text)

@@ -35,7 +35,6 @@ Writes ``benchmarks/results/multiclass.json`` and ``benchmarks/results/multiclas
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -47,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from benchmarks._common import dump_json
 
 SECTIONS = ["A1", "B1", "C1", "D1"]
 CANCER = ["invasive cancer", "cancer in situ"]
@@ -147,18 +148,28 @@ def logreg_variants(xs, ys, xt, nbr, classes) -> dict:
     return out
 
 
-def senca_regions(adata, n_regions: int, seeds: list[int]) -> dict[int, np.ndarray]:
-    """SENCA's regions of one section (default embedding, expression + space), one calling per seed."""
+def target_embedding(adata):
+    """SENCA's default embedding of one section (expression + space), in ``obsm['X_senca']`` of a gene subset."""
     import senca
 
     a = senca.pp.select_genes(adata, n_top_genes=3000, layer="counts")
     senca.model.SENCA.setup_anndata(a, layer="counts", spatial_key="spatial", library_key="library_size")
     a.obsm["X_senca"] = senca.model.SENCA(a).get_latent_representation()
-    out = {}
-    for seed in seeds:
-        senca.tl.regions(a, n_regions=n_regions, use_rep="X_senca", seed=seed, overwrite=True)
-        out[seed] = a.obs["senca_region"].astype(str).to_numpy()
-    return out
+    return a
+
+
+def called_regions(embedded, n_regions: int, seed: int) -> np.ndarray:
+    """``senca.tl.regions`` on a :func:`target_embedding` (overwriting its previous call)."""
+    import senca
+
+    senca.tl.regions(embedded, n_regions=n_regions, use_rep="X_senca", seed=seed, overwrite=True)
+    return embedded.obs["senca_region"].astype(str).to_numpy()
+
+
+def senca_regions(adata, n_regions: int, seeds: list[int]) -> dict[int, np.ndarray]:
+    """SENCA's regions of one section (default embedding, expression + space), one calling per seed."""
+    embedded = target_embedding(adata)
+    return {seed: called_regions(embedded, n_regions, seed) for seed in seeds}
 
 
 # ----------------------------------------------------------------------------------------------------- reference
@@ -635,8 +646,7 @@ def main(argv=None):
         f"{'' if args.pairs_seeds == 1 else f' --pairs-seeds {args.pairs_seeds}'}"
     )
     path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".json").write_text(json.dumps(out, indent=1, default=float))
+    dump_json(out, path.with_suffix(".json"))
     text = markdown(out)
     path.with_suffix(".md").write_text(text)
     print(text)

@@ -34,7 +34,6 @@ Writes ``benchmarks/results/multiclass_ceiling.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -43,15 +42,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks._common import dump_json
 from benchmarks.multiclass import (
     RESULTS,
     SECTIONS,
     UNLABELED,
     _ms,
     _quiet,
+    called_regions,
     class_metrics,
     load_sections,
     majority_names,
+    target_embedding,
 )
 
 FINE_REGIONS = 10
@@ -153,23 +155,6 @@ def profile_names(regions: np.ndarray, xt: np.ndarray, xs: np.ndarray, ys: np.nd
     sim[:, ~np.asarray(usable)] = -np.inf
     lookup = dict(zip(names, np.asarray(classes, dtype=object)[sim.argmax(1)], strict=True))
     return np.array([lookup[r] for r in regions], dtype=object)
-
-
-def target_embedding(adata):
-    """SENCA's default embedding of one section (expression + space), in ``obsm['X_senca']`` of a gene subset."""
-    import senca
-
-    a = senca.pp.select_genes(adata, n_top_genes=3000, layer="counts")
-    senca.model.SENCA.setup_anndata(a, layer="counts", spatial_key="spatial", library_key="library_size")
-    a.obsm["X_senca"] = senca.model.SENCA(a).get_latent_representation()
-    return a
-
-
-def called_regions(a, n_regions: int, seed: int) -> np.ndarray:
-    import senca
-
-    senca.tl.regions(a, n_regions=n_regions, use_rep="X_senca", seed=seed, overwrite=True)
-    return a.obs["senca_region"].astype(str).to_numpy()
 
 
 def run_fold(sections: dict, target: str, seeds: list[int]) -> dict:
@@ -341,8 +326,7 @@ def main(argv=None):
         f"{'' if args.folds == ','.join(SECTIONS) else f' --folds {args.folds}'}"
     )
     path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".json").write_text(json.dumps(out, indent=1, default=float))
+    dump_json(out, path.with_suffix(".json"))
     text = markdown(out)
     path.with_suffix(".md").write_text(text)
     print(text)
